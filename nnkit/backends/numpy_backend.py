@@ -1,0 +1,47 @@
+"""The ``numpy`` backend: the reference kernels on NumPy arrays. Always usable."""
+
+from __future__ import annotations
+
+import platform
+
+import numpy as np
+from array_api_compat import array_namespace
+
+from .base import Backend
+from .reference import ReferenceKernel
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _cpu_device() -> str:
+    import os
+
+    return f"CPU: {_cpu_name()} ({os.cpu_count()} cores)"
+
+
+class NumpyBackend(Backend):
+    name = "numpy"
+
+    def __init__(self):
+        self.device = _cpu_device()
+        self.xp = array_namespace(np.zeros(0))
+
+    def kernel(self, model, objective):
+        return ReferenceKernel(model, objective, self.xp)
+
+
+def probe():
+    return True, _cpu_device(), ""
+
+
+def make():
+    return NumpyBackend()

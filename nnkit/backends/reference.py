@@ -1,0 +1,93 @@
+"""The reference forward pass and back-propagation, written once against ``xp``.
+
+Every backend is tested against this code; the ``numpy`` backend *is* this code on
+NumPy arrays, and it runs unchanged on any array-API namespace (CuPy included).
+
+Shapes: ``theta (R, P)``; data ``X (n, d)`` shared by all R networks (full batch) or
+``X (R, n, d)`` one batch per network (minibatch SGD); targets ``y (n,)`` or ``(R, n)``.
+"""
+
+from __future__ import annotations
+
+from array_api_compat import array_namespace
+
+
+class ReferenceKernel:
+    """Value, gradient and predictions of a batch of networks of one ``model``."""
+
+    def __init__(self, model, objective, xp=None):
+        self.model = model
+        self.objective = objective
+        self.layout = model.layout
+        self._xp = xp
+        self._mask = objective.penalty_mask(model.layout)
+        self._mask_cache = {}
+
+    def _namespace(self, theta):
+        return self._xp if self._xp is not None else array_namespace(theta)
+
+    def _forward(self, xp, theta, X):
+        """Pre-activations ``Z[l]`` and activations ``H[l]`` (``H[0] = X``) and ``f``."""
+        lay = self.layout
+        H, Z = [X], [None]
+        for layer in range(1, lay.depth + 1):
+            z = xp.matmul(H[-1], lay.weights(theta, layer))
+            b = lay.biases(theta, layer)
+            if b is not None:
+                z = z + b[:, None, :]
+            Z.append(z)
+            H.append(self.model.activation(layer).value(xp, z))
+        if lay.output_trained:
+            f = xp.matmul(H[-1], lay.view(theta, "W_out")[:, :, None])[..., 0]
+        else:
+            f = lay.output_value * xp.sum(H[-1], axis=-1)
+        if lay.output_bias:
+            f = f + lay.view(theta, "b_out")[:, None]
+        return Z, H, f
+
+    def predict(self, theta, X):
+        """Outputs ``f (R, n)`` of every network on ``X``."""
+        xp = self._namespace(theta)
+        return self._forward(xp, theta, X)[2]
+
+    def value(self, theta, X, y):
+        """Objective of every network, shape ``(R,)``."""
+        xp = self._namespace(theta)
+        loss, _ = self.objective.data_loss(xp, self.predict(theta, X), y)
+        if self.objective.has_penalty():
+            loss = loss + self.objective.penalty(xp, theta, self._penalty_mask(xp, theta))[0]
+        return loss
+
+    def _penalty_mask(self, xp, theta):
+        key = (type(theta), theta.dtype)
+        if key not in self._mask_cache:
+            self._mask_cache[key] = xp.asarray(self._mask, dtype=theta.dtype)
+        return self._mask_cache[key]
+
+    def value_and_grad(self, theta, X, y):
+        """Objective ``(R,)`` and its gradient ``(R, P)`` by back-propagation."""
+        xp = self._namespace(theta)
+        lay = self.layout
+        Z, H, f = self._forward(xp, theta, X)
+        loss, g = self.objective.data_loss(xp, f, y)
+        grads = {}
+        if lay.output_trained:
+            grads["W_out"] = xp.sum(H[-1] * g[:, :, None], axis=1)
+            dH = g[:, :, None] * lay.view(theta, "W_out")[:, None, :]
+        else:
+            dH = lay.output_value * xp.broadcast_to(g[:, :, None], H[-1].shape)
+        if lay.output_bias:
+            grads["b_out"] = xp.sum(g, axis=1)
+        for layer in range(lay.depth, 0, -1):
+            dZ = dH * self.model.activation(layer).derivative(xp, Z[layer], H[layer])
+            grads[f"W{layer}"] = xp.matmul(xp.matrix_transpose(H[layer - 1]), dZ)
+            if lay.bias[layer - 1]:
+                grads[f"b{layer}"] = xp.sum(dZ, axis=1)
+            if layer > 1:
+                dH = xp.matmul(dZ, xp.matrix_transpose(lay.weights(theta, layer)))
+        R = theta.shape[0]
+        grad = xp.concat([xp.reshape(grads[b.name], (R, b.size)) for b in lay.blocks], axis=1)
+        if self.objective.has_penalty():
+            value, pgrad = self.objective.penalty(xp, theta, self._penalty_mask(xp, theta))
+            loss, grad = loss + value, grad + pgrad
+        return loss, grad

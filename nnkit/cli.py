@@ -1,0 +1,126 @@
+"""The ``nnkit`` command: parse options, call the library, print results.
+
+A mistake in what the user asked for (missing file, unknown key, bad value, unknown or
+unusable backend) ends with one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+
+
+class _UserFacing(click.ClickException):
+    exit_code = 2
+
+
+class _Group(click.Group):
+    """Turns :class:`nnkit.UserError` into one line on stderr and exit status 2."""
+
+    def invoke(self, ctx):
+        from .errors import UserError
+
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            raise _UserFacing(str(exc)) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="nnkit")
+def main():
+    """Map the minima of small neural networks by training many random inits at once.
+
+    \b
+    nnkit run experiments/quickstart.toml
+    nnkit show results/quickstart/<run-id>
+    nnkit backends
+    """
+
+
+@main.command()
+@click.argument("experiment_file", metavar="EXPERIMENT.toml")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config key, e.g. --set train.lr=0.5 (repeatable).")
+@click.option("--inits", type=int, default=None, help="Number of random inits (overrides 'inits').")
+@click.option("--backend", default=None,
+              help="numpy, numba, cupy, cuda or auto (overrides run.backend).")
+@click.option("--results", "results_dir", default="results", show_default=True,
+              type=click.Path(file_okay=False), help="Folder that receives <experiment>/<run-id>/.")
+@click.option("--run-id", default=None, help="Name of the run folder (default: time stamp).")
+@click.option("--resume", is_flag=True,
+              help="Continue the newest unfinished run of this experiment (or --run-id).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary table.")
+def run(experiment_file, overrides, inits, backend, results_dir, run_id, resume, quiet):
+    """Train every init of EXPERIMENT.toml and write results/<experiment>/<run-id>/."""
+    from . import config
+    from .runner import run_experiment
+    from .results import load
+
+    overrides = list(overrides)
+    if inits is not None:
+        overrides.append(f"inits={inits}")
+    experiment = config.load(experiment_file, overrides)
+    try:
+        path = run_experiment(
+            experiment,
+            results_dir=results_dir,
+            backend=backend,
+            run_id=run_id,
+            resume=resume,
+            progress=False if quiet else None,
+        )
+    except KeyboardInterrupt:
+        click.echo(
+            f"\ninterrupted: finished chunks are kept; continue with "
+            f"nnkit run {experiment_file} --resume",
+            err=True,
+        )
+        sys.exit(130)
+    result = load(path)
+    if not quiet:
+        _print_summary(result)
+    click.echo(str(path))
+
+
+@main.command()
+@click.argument("run_dir", metavar="RUN")
+def show(run_dir):
+    """Summarise the finished run folder RUN: status counts and loss quantiles."""
+    from .results import load
+
+    _print_summary(load(run_dir))
+
+
+@main.command(name="backends")
+def backends_cmd():
+    """List the backends, the device each would use here, or why it cannot run."""
+    from . import backends
+
+    auto = backends.resolve("auto")
+    for info in backends.probe_all():
+        mark = "yes" if info.usable else "no"
+        where = info.device if info.usable else info.reason
+        tag = "  <- auto" if info.name == auto else ""
+        click.echo(f"{info.name:<7} {mark:<4} {where}{tag}")
+
+
+def _print_summary(result):
+    import pandas as pd
+
+    meta = result.meta
+    click.echo(
+        f"{meta['experiment']}: {meta['inits']} inits x {meta['points']} point(s), "
+        f"backend {meta['backend']} ({meta['dtype']}), {meta.get('train_seconds', 0):.2f} s"
+    )
+    with pd.option_context("display.width", 200, "display.max_columns", 30,
+                           "display.float_format", "{:.4g}".format):
+        click.echo(result.summary().to_string(index=False))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

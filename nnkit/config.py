@@ -1,0 +1,421 @@
+"""Experiment files: TOML validated into frozen dataclasses with every default explicit.
+
+An experiment file has top-level keys ``name``, ``seed``, ``inits`` and the tables
+``[data]``, ``[model]``, ``[objective]``, ``[init]``, ``[train]``, ``[run]`` and an
+optional ``[sweep]``. Unknown keys and bad values raise :class:`ConfigError` naming
+the key and what is allowed. ``overrides`` (``"train.lr=0.5"``) are applied before
+validation; a ``[sweep]`` table of lists expands into the Cartesian product of
+resolved experiments by :func:`expand_sweep`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from . import activations, data
+from .errors import ConfigError, UserError
+from .init import InitSpec
+from .layout import Layout
+from .model import Model
+from .objective import Objective
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """``hidden``: widths of the hidden layers. ``activation`` and ``bias``: one value for
+    every hidden layer or a list with one per layer. ``output``: ``trained`` output
+    weights, or ``fixed`` ones all equal to ``output_value``."""
+
+    hidden: tuple[int, ...] = (4,)
+    activation: str | tuple[str, ...] = "relu"
+    bias: bool | tuple[bool, ...] = True
+    output: Literal["trained", "fixed"] = "trained"
+    output_value: float = 1.0
+    output_bias: bool = False
+    leaky_slope: float = 0.01
+
+    def check(self):
+        if not self.hidden or min(self.hidden) < 1:
+            raise ConfigError(f"model.hidden = {list(self.hidden)} needs at least one positive width")
+        for key in ("activation", "bias"):
+            value = getattr(self, key)
+            if isinstance(value, tuple) and len(value) != len(self.hidden):
+                raise ConfigError(
+                    f"model.{key} has {len(value)} entries for {len(self.hidden)} hidden layers"
+                )
+        for name in self.per_layer("activation"):
+            if name not in activations.NAMES:
+                raise ConfigError(
+                    f"model.activation = {name!r} is not allowed "
+                    f"(expected one of: {', '.join(activations.NAMES)})"
+                )
+        if self.output == "fixed" and self.output_bias:
+            raise ConfigError("model.output_bias = true needs model.output = 'trained'")
+
+    def per_layer(self, key):
+        value = getattr(self, key)
+        return value if isinstance(value, tuple) else (value,) * len(self.hidden)
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    """See :mod:`nnkit.objective` for the formula and conventions."""
+
+    loss: Literal["squared", "logistic"] = "squared"
+    reduction: Literal["mean", "sum"] = "mean"
+    half: bool = False
+    l2: float = 0.0
+    l1: float = 0.0
+    regularize_bias: bool = False
+
+    def check(self):
+        _check_range(self, "objective", l2=(0, None), l1=(0, None))
+
+
+@dataclass(frozen=True)
+class InitConfig:
+    """See :mod:`nnkit.init` for the scale rules."""
+
+    distribution: Literal["normal", "uniform"] = "normal"
+    scale: Literal["lecun", "he", "glorot", "fixed"] = "lecun"
+    gain: float = 1.0
+    std: float = 1.0
+    bias: Literal["zeros", "same"] = "zeros"
+
+    def check(self):
+        _check_range(self, "init", gain=(0, None), std=(0, None))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Gradient descent and its stopping rules, applied to each init separately."""
+
+    method: Literal["gd", "momentum", "nesterov", "sgd"] = "gd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    batch_size: int = 32
+    max_steps: int = 1000
+    grad_tol: float = 1e-8
+    loss_target: float = 0.0
+    max_loss: float = 1e10
+    history: int = 0
+    dtype: Literal["float64", "float32"] = "float64"
+
+    def check(self):
+        _check_range(
+            self,
+            "train",
+            lr=(0, None),
+            momentum=(0, 1),
+            batch_size=(1, None),
+            max_steps=(0, None),
+            grad_tol=(0, None),
+            max_loss=(0, None),
+            history=(0, None),
+        )
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """How the work is cut: ``chunk_size`` inits at a time (0: as many as fit in
+    ``memory_mb``), on ``backend``."""
+
+    backend: str = "auto"
+    chunk_size: int = 0
+    memory_mb: int = 512
+
+    def check(self):
+        _check_range(self, "run", chunk_size=(0, None), memory_mb=(1, None))
+        from . import backends
+
+        allowed = ("auto", *backends.REGISTRY)
+        if self.backend not in allowed:
+            raise ConfigError(
+                f"run.backend = {self.backend!r} is not allowed (expected one of: {', '.join(allowed)})"
+            )
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One fully resolved experiment (a single point of a sweep)."""
+
+    name: str
+    seed: int = 0
+    inits: int = 100
+    data_kind: str = "teacher_student"
+    data: Any = field(default_factory=data.TeacherStudent)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    init: InitConfig = field(default_factory=InitConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    sweep: tuple[tuple[str, tuple], ...] = ()
+
+    # -- the objects the library works with --------------------------------
+    def build_model(self, d: int) -> Model:
+        m = self.model
+        layout = Layout(
+            d=d,
+            widths=m.hidden,
+            bias=m.per_layer("bias"),
+            output_trained=m.output == "trained",
+            output_bias=m.output_bias,
+            output_value=m.output_value,
+        )
+        return Model(layout, m.per_layer("activation"), m.leaky_slope)
+
+    def build_objective(self) -> Objective:
+        return Objective(**dataclasses.asdict(self.objective))
+
+    def init_spec(self) -> InitSpec:
+        return InitSpec(**dataclasses.asdict(self.init))
+
+    def to_dict(self) -> dict:
+        """Plain nested dict (lists, not tuples) that :func:`from_dict` reads back."""
+        out = {"name": self.name, "seed": self.seed, "inits": self.inits}
+        out["data"] = {"kind": self.data_kind, **dataclasses.asdict(self.data)}
+        for section in ("model", "objective", "init", "train", "run"):
+            out[section] = dataclasses.asdict(getattr(self, section))
+        if self.sweep:
+            out["sweep"] = {key: list(values) for key, values in self.sweep}
+        return _lists(out)
+
+
+_SECTIONS = {
+    "model": ModelConfig,
+    "objective": ObjectiveConfig,
+    "init": InitConfig,
+    "train": TrainConfig,
+    "run": RunConfig,
+}
+_TOP = {"name": str, "seed": int, "inits": int}
+
+
+def from_dict(raw: dict, default_name: str = "experiment") -> Experiment:
+    """Validate a nested dict (as read from TOML) into an :class:`Experiment`."""
+    raw = dict(raw)
+    allowed = [*_TOP, "data", *_SECTIONS, "sweep"]
+    for key in raw:
+        if key not in allowed:
+            raise ConfigError(f"unknown key {key!r} (allowed: {', '.join(allowed)})")
+    kwargs = {}
+    for key, kind in _TOP.items():
+        if key in raw:
+            kwargs[key] = _convert(raw[key], kind, key)
+    kwargs.setdefault("name", default_name)
+    if kwargs.get("inits", 1) < 1:
+        raise ConfigError(f"inits = {kwargs['inits']} must be at least 1")
+    if kwargs.get("seed", 0) < 0:
+        raise ConfigError(f"seed = {kwargs['seed']} must be non-negative")
+    if not kwargs["name"] or any(c in kwargs["name"] for c in "/\\") or kwargs["name"] in (".", ".."):
+        raise ConfigError(f"name = {kwargs['name']!r} must be a plain folder name")
+
+    table = dict(_table(raw, "data"))
+    kind = table.pop("kind", "teacher_student")
+    if kind not in data.KINDS:
+        raise ConfigError(
+            f"data.kind = {kind!r} is not allowed (expected one of: {', '.join(data.KINDS)})"
+        )
+    kwargs["data_kind"] = kind
+    kwargs["data"] = _build(data.KINDS[kind][0], table, "data")
+    for section, cls in _SECTIONS.items():
+        kwargs[section] = _build(cls, _table(raw, section), section)
+
+    sweep = flatten(_table(raw, "sweep"))
+    for key, values in sweep.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"sweep.{key} must be a non-empty list of values")
+    kwargs["sweep"] = tuple((key, tuple(_tuples(v) for v in values)) for key, values in sweep.items())
+    experiment = Experiment(**kwargs)
+    for point in expand_sweep(experiment):  # every point must be valid on its own
+        pass
+    return experiment
+
+
+def load(path, overrides=()) -> Experiment:
+    """Read, override and validate the experiment file at ``path``."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"experiment file not found: {path}")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    for item in overrides:
+        apply_override(raw, item)
+    data_table = raw.get("data")
+    if isinstance(data_table, dict) and isinstance(data_table.get("path"), str):
+        data_table["path"] = str((path.parent / data_table["path"]).resolve())
+    return from_dict(raw, default_name=path.stem)
+
+
+def apply_override(raw: dict, item: str) -> None:
+    """Apply ``key=value`` (dotted key, TOML value or bare string) to ``raw`` in place."""
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set expects key=value, got {item!r}")
+    try:
+        value = tomllib.loads(f"v = {text.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text.strip()
+    *parents, leaf = key.split(".")
+    table = raw
+    for part in parents:
+        table = table.setdefault(part, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"--set {key}: {part!r} is not a table")
+    table[leaf] = value
+
+
+def expand_sweep(experiment: Experiment) -> list[tuple[dict, Experiment]]:
+    """The sweep's points: ``[(values {key: value}, experiment without sweep), ...]``."""
+    if not experiment.sweep:
+        return [({}, experiment)]
+    base = experiment.to_dict()
+    base.pop("sweep")
+    keys = [key for key, _ in experiment.sweep]
+    points = []
+    for combo in itertools.product(*(values for _, values in experiment.sweep)):
+        raw = _lists(base)
+        for key, value in zip(keys, combo):
+            *parents, leaf = key.split(".")
+            table = raw
+            for part in parents:
+                if not isinstance(table.get(part), dict):
+                    raise ConfigError(f"sweep key {key!r} does not name a config key")
+                table = table[part]
+            if leaf not in table:
+                raise ConfigError(f"sweep key {key!r} does not name a config key")
+            table[leaf] = _lists(value)
+        points.append((dict(zip(keys, combo)), from_dict(raw, experiment.name)))
+    return points
+
+
+# -- validation machinery ------------------------------------------------------
+
+
+def _table(raw, section):
+    value = raw.get(section, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{section} must be a table ([{section}])")
+    return value
+
+
+def _build(cls, table: dict, section: str):
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in table.items():
+        if key not in names:
+            raise ConfigError(
+                f"unknown key '{section}.{key}' (allowed: {', '.join(names)})"
+            )
+        kwargs[key] = _convert(value, hints[key], f"{section}.{key}")
+    obj = cls(**kwargs)
+    try:
+        obj.check()
+    except UserError as exc:
+        raise ConfigError(str(exc)) from None
+    return obj
+
+
+def _describe(kind) -> str:
+    origin = typing.get_origin(kind)
+    if origin is Literal:
+        return "one of: " + ", ".join(repr(a) for a in typing.get_args(kind))
+    if origin in (types.UnionType, typing.Union):
+        return " or ".join(_describe(a) for a in typing.get_args(kind))
+    if origin is tuple:
+        return f"a list of {_describe(typing.get_args(kind)[0])}"
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
+        kind, str(kind)
+    )
+
+
+def _convert(value, kind, key):
+    def bad():
+        return ConfigError(f"{key} = {value!r} is not allowed (expected {_describe(kind)})")
+
+    origin = typing.get_origin(kind)
+    if origin is Literal:
+        if value not in typing.get_args(kind) or isinstance(value, bool):
+            raise bad()
+        return value
+    if origin in (types.UnionType, typing.Union):
+        options = typing.get_args(kind)
+        ordered = sorted(options, key=lambda k: typing.get_origin(k) is not tuple)
+        if not isinstance(value, (list, tuple)):
+            ordered = ordered[::-1]
+        for option in ordered:
+            try:
+                return _convert(value, option, key)
+            except ConfigError:
+                continue
+        raise bad()
+    if origin is tuple:
+        item = typing.get_args(kind)[0]
+        values = value if isinstance(value, (list, tuple)) else [value]
+        try:
+            return tuple(_convert(v, item, key) for v in values)
+        except ConfigError:
+            raise bad() from None
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise bad()
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad()
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad()
+        return float(value)
+    if kind is str:
+        if not isinstance(value, str):
+            raise bad()
+        return value
+    raise TypeError(f"unsupported config type {kind!r} for {key}")
+
+
+def _check_range(obj, section, **bounds):
+    for name, (low, high) in bounds.items():
+        value = getattr(obj, name)
+        if (low is not None and value < low) or (high is not None and value > high):
+            span = f">= {low}" if high is None else f"in [{low}, {high}]"
+            raise ConfigError(f"{section}.{name} = {value} is not allowed (expected {span})")
+    if getattr(obj, "lr", 1.0) == 0.0:
+        raise ConfigError("train.lr must be positive")
+
+
+def flatten(table, prefix=""):
+    """``{"a": {"b": 1}}`` as ``{"a.b": 1}``."""
+    out = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _lists(value):
+    if isinstance(value, dict):
+        return {k: _lists(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_lists(v) for v in value]
+    return value
+
+
+def _tuples(value):
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    return value

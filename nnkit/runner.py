@@ -1,0 +1,307 @@
+"""Run an experiment: data, inits and training, chunk by chunk, into a results folder.
+
+``results/<experiment>/<run-id>/`` receives ``config.json`` (the resolved experiment)
+and ``meta.json`` first; each finished chunk of inits is then written atomically under
+``chunks/``. When every chunk is done they are gathered into ``runs.parquet``,
+``params/point-NNN.npy`` and ``history.parquet``, and ``chunks/`` is removed. A run that
+was interrupted is continued by :func:`run_experiment` with ``resume=True``: finished
+chunks are kept and only the missing ones are trained.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import time
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import backends, config, storage
+from .data import make_dataset
+from .errors import UserError
+from .init import init_batch
+from .objective import prepare_targets
+from .seeding import data_rng
+from .train import train
+
+#: column order of runs.parquet (sweep keys come right after ``point``)
+RUN_COLUMNS = (
+    "point", "init", "seed", "status", "steps", "loss", "grad_norm",
+    "train_loss", "test_loss", "train_error", "test_error", "chunk", "chunk_time_s",
+)  # fmt: skip
+
+
+def run_experiment(
+    experiment: config.Experiment,
+    *,
+    results_dir="results",
+    backend: str | None = None,
+    run_id: str | None = None,
+    resume: bool = False,
+    progress: bool | None = None,
+) -> Path:
+    """Train every init of every sweep point of ``experiment``; return the run folder.
+
+    ``backend`` overrides ``experiment.run.backend``. With ``resume`` the run ``run_id``
+    (default: the newest unfinished run of this experiment) is continued.
+    """
+    root = Path(results_dir) / experiment.name
+    if resume:
+        run_dir = _find_resumable(root, run_id)
+        _check_same(run_dir, experiment)
+        meta = storage.read_json(run_dir / "meta.json")
+    else:
+        run_dir = root / (run_id or _new_run_id())
+        if (run_dir / "meta.json").exists():
+            raise UserError(f"run {run_dir} exists already (use --resume to continue it)")
+        meta = None
+
+    be = backends.get(backend or experiment.run.backend)
+    points = config.expand_sweep(experiment)
+    if meta is None:
+        meta = _initial_meta(experiment, be, points)
+        storage.write_json(run_dir / "config.json", experiment.to_dict())
+        storage.write_json(run_dir / "meta.json", meta)
+    meta.setdefault("sessions", []).append({"backend": be.name, "device": be.device, "started": _now()})
+
+    total = experiment.inits * len(points)
+    started = time.perf_counter()
+    with _progress_bar(total, progress) as bar:
+        for p, (values, exp) in enumerate(points):
+            _run_point(run_dir, p, values, exp, be, meta["chunk_sizes"][p], bar)
+    meta["sessions"][-1]["seconds"] = round(time.perf_counter() - started, 3)
+    _gather(run_dir, len(points))
+    meta["finished"] = _now()
+    meta["train_seconds"] = round(sum(s.get("seconds", 0.0) for s in meta["sessions"]), 3)
+    storage.write_json(run_dir / "meta.json", meta)
+    return run_dir
+
+
+def chunk_size_for(exp: config.Experiment, n: int, d: int) -> int:
+    """Inits per chunk: ``run.chunk_size``, or as many as fit in ``run.memory_mb``."""
+    if exp.run.chunk_size:
+        return min(exp.run.chunk_size, exp.inits)
+    widths = exp.model.hidden
+    P = sum(a * b + b for a, b in zip((d, *widths), widths)) + widths[-1] + 1
+    rows = min(n, exp.train.batch_size) if exp.train.method == "sgd" else n
+    # parameters, gradient, buffers, history; per layer Z, H and dZ; outputs and residuals
+    words = 8 * P + rows * (3 * sum(widths) + 4)
+    itemsize = 4 if exp.train.dtype == "float32" else 8
+    per_init = words * itemsize
+    return int(max(1, min(exp.inits, exp.run.memory_mb * 2**20 // per_init)))
+
+
+def _run_point(run_dir, p, values, exp, be, chunk, bar):
+    ds = make_dataset(exp.data_kind, exp.data, data_rng(exp.seed))
+    model = exp.build_model(ds.d)
+    objective = exp.build_objective()
+    kernel = be.kernel(model, objective)
+    try:
+        y = prepare_targets(objective, ds.y)
+        y_test = prepare_targets(objective, ds.y_test)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    spec = exp.init_spec()
+    for c, first in enumerate(range(0, exp.inits, chunk)):
+        stem = run_dir / "chunks" / f"p{p:03d}-c{c:05d}"
+        ids = np.arange(first, min(first + chunk, exp.inits))
+        if stem.with_suffix(".parquet").exists():
+            bar.update(ids.size)
+            continue
+        theta0 = init_batch(model.layout, spec, exp.seed, ids)
+        t0 = time.perf_counter()
+        res = train(kernel, be, theta0, ds.X, y, exp.train, seed=exp.seed, ids=ids, on_finish=bar.update)
+        seconds = time.perf_counter() - t0
+        rows = {
+            "point": p,
+            **{key: _cell(value) for key, value in values.items()},
+            "init": ids,
+            "seed": exp.seed,
+            "status": res.status,
+            "steps": res.steps,
+            "loss": res.loss,
+            "grad_norm": res.grad_norm,
+        }
+        rows.update(_evaluate(kernel, be, objective, exp.train.dtype, res.theta, ds, y, y_test))
+        rows.update(chunk=c, chunk_time_s=seconds)
+        if res.history is not None:
+            hist = pd.DataFrame({"point": p, **res.history})
+            storage.write_parquet(stem.with_suffix(".history.parquet"), hist)
+        storage.write_npy(stem.with_suffix(".npy"), res.theta)
+        storage.write_parquet(stem.with_suffix(".parquet"), pd.DataFrame(rows))  # marks it done
+
+
+def _evaluate(kernel, be, objective, dtype, theta, ds, y, y_test):
+    """Data loss (no penalty) on the train and test sets, and error rates for logistic."""
+    xp = be.xp
+    th = be.asarray(theta, getattr(xp, dtype))
+    out = {}
+    for split, X, target in (("train", ds.X, y), ("test", ds.X_test, y_test)):
+        if X.shape[0] == 0:
+            out[f"{split}_loss"] = np.full(theta.shape[0], np.nan)
+            out[f"{split}_error"] = np.full(theta.shape[0], np.nan)
+            continue
+        with np.errstate(all="ignore"):
+            f = kernel.predict(th, be.asarray(X, th.dtype))
+            t = be.asarray(target, th.dtype)
+            out[f"{split}_loss"] = be.to_numpy(objective.data_loss(xp, f, t)[0]).astype(float)
+            if objective.loss == "logistic":
+                wrong = be.to_numpy(f * t <= 0).astype(float)
+                out[f"{split}_error"] = wrong.mean(axis=1)
+            else:
+                out[f"{split}_error"] = np.full(theta.shape[0], np.nan)
+    return out
+
+
+def _gather(run_dir: Path, n_points: int) -> None:
+    chunks = run_dir / "chunks"
+    if not chunks.exists():
+        return
+    frames, history = [], []
+    for p in range(n_points):
+        parts = sorted(chunks.glob(f"p{p:03d}-c*.npy"))
+        theta = np.concatenate([np.load(part) for part in parts])
+        storage.write_npy(run_dir / "params" / f"point-{p:03d}.npy", theta)
+        frames += [pd.read_parquet(part.with_suffix(".parquet")) for part in parts]
+        history += [pd.read_parquet(h) for h in sorted(chunks.glob(f"p{p:03d}-c*.history.parquet"))]
+    runs = pd.concat(frames, ignore_index=True)
+    front = ["point", *[c for c in runs.columns if c not in RUN_COLUMNS]]
+    runs = runs[front + [c for c in RUN_COLUMNS if c != "point"]]
+    storage.write_parquet(run_dir / "runs.parquet", runs)
+    if history:
+        storage.write_parquet(run_dir / "history.parquet", pd.concat(history, ignore_index=True))
+    shutil.rmtree(chunks)
+
+
+def _cell(value):
+    """A sweep value as a Parquet cell: scalars as they are, lists as text."""
+    if isinstance(value, (tuple, list)):
+        return str(list(value))
+    return value
+
+
+def _initial_meta(experiment, be, points) -> dict:
+    sizes = []
+    for _, exp in points:
+        ds = make_dataset(exp.data_kind, exp.data, data_rng(exp.seed))
+        sizes.append(chunk_size_for(exp, ds.n, ds.d))
+    return {
+        "experiment": experiment.name,
+        "created": _now(),
+        "finished": None,
+        "backend": be.name,
+        "device": be.device,
+        "dtype": experiment.train.dtype,
+        "points": len(points),
+        "inits": experiment.inits,
+        "chunk_sizes": sizes,
+        "versions": _versions(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "git_commit": _git_commit(),
+    }
+
+
+def _versions() -> dict:
+    out = {}
+    for name in ("nnkit", "numpy", "pandas", "pyarrow", "scipy", "numba", "cupy", "numba-cuda"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def _git_commit() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        result = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def _new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + os.urandom(2).hex()
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def _find_resumable(root: Path, run_id: str | None) -> Path:
+    if run_id:
+        run_dir = root / run_id
+        if not (run_dir / "meta.json").exists():
+            raise UserError(f"no run {run_id!r} to resume under {root}")
+        return run_dir
+    candidates = [
+        p for p in sorted(root.glob("*/meta.json"), key=lambda p: p.parent.name)
+        if not storage.read_json(p).get("finished")
+    ]  # fmt: skip
+    if not candidates:
+        raise UserError(f"no unfinished run of {root.name!r} to resume under {root}")
+    return candidates[-1].parent
+
+
+def _check_same(run_dir: Path, experiment: config.Experiment) -> None:
+    stored = storage.read_json(run_dir / "config.json")
+    current = experiment.to_dict()
+    for d in (stored, current):
+        d.pop("run", None)
+    if stored != current:
+        a, b = config.flatten(stored), config.flatten(current)
+        diff = sorted(key for key in set(a) | set(b) if a.get(key) != b.get(key))
+        raise UserError(
+            f"cannot resume {run_dir}: the experiment differs from the stored one in "
+            f"{', '.join(diff)}"
+        )
+    if storage.read_json(run_dir / "meta.json").get("finished"):
+        raise UserError(f"run {run_dir} is already finished")
+
+
+class _NoBar:
+    def update(self, n=1):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _progress_bar(total, progress):
+    if progress is False:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="init", desc="training", disable=None if progress is None else False)
+
+
+def summary(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per sweep point: status counts and quantiles of the final loss of the inits
+    that did not diverge."""
+    rows = []
+    sweep_cols = [c for c in runs.columns if c not in RUN_COLUMNS]
+    for p, group in runs.groupby("point", sort=True):
+        row = {"point": p, **{c: group[c].iloc[0] for c in sweep_cols}, "inits": len(group)}
+        for s in ("converged", "target", "max_steps", "diverged"):
+            row[s] = int((group["status"] == s).sum())
+        ok = group.loc[group["status"] != "diverged", "loss"]
+        for q, name in ((0.0, "loss_min"), (0.5, "loss_median"), (1.0, "loss_max")):
+            row[name] = ok.quantile(q) if len(ok) else np.nan
+        row["test_loss_median"] = group["test_loss"].median()
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+__all__ = ["run_experiment", "summary", "chunk_size_for"]

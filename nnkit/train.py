@@ -1,0 +1,163 @@
+"""Gradient descent on a batch of R networks at once, each stopping on its own.
+
+Step ``t`` evaluates the objective and gradient of every still-running init, then
+
+* stops it as ``diverged`` when a value is not finite or the loss exceeds ``max_loss``,
+* stops it as ``converged`` when its gradient norm is at most ``grad_tol``,
+* stops it as ``target`` when its loss is at most ``loss_target``,
+* stops it as ``max_steps`` when ``t == max_steps``,
+
+and otherwise takes one update. A stopped init leaves the batch (the working arrays are
+compacted), so its values, finite or not, never enter another init's computation.
+``steps`` counts the updates an init took; its final loss and gradient norm are those
+of its final parameters.
+
+Updates (``g`` the gradient, ``b`` a per-init buffer starting at zero)::
+
+    gd:        w -= lr * g
+    momentum:  b = mu * b + g;  w -= lr * b
+    nesterov:  b = mu * b + g;  w -= lr * (g + mu * b)
+    sgd:       w -= lr * g_batch, one minibatch per step, each init shuffling the
+               data with its own stream; the stopping rules use the full-batch
+               objective, evaluated at the end of every epoch and at history steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .seeding import shuffle_rng
+
+STATUSES = ("converged", "target", "max_steps", "diverged")
+
+
+@dataclass
+class TrainResult:
+    """Per-init outcome, all on the host: ``theta (R, P)`` float64, ``status (R,)``,
+    ``steps (R,)``, ``loss (R,)``, ``grad_norm (R,)``, and ``history`` (a dict of
+    equal-length arrays ``init, step, loss, grad_norm``) or None."""
+
+    theta: np.ndarray
+    status: np.ndarray
+    steps: np.ndarray
+    loss: np.ndarray
+    grad_norm: np.ndarray
+    history: dict | None = None
+
+
+def history_steps(max_steps: int, points: int) -> np.ndarray:
+    """About ``points`` log-spaced steps in ``[0, max_steps]``, always with 0 and the end."""
+    if points <= 0:
+        return np.zeros(0, dtype=np.int64)
+    steps = np.geomspace(1, max(max_steps, 1), num=max(points - 1, 1)).round().astype(np.int64)
+    return np.unique(np.concatenate([[0], steps, [max_steps]]))
+
+
+def train(kernel, backend, theta0, X, y, cfg, *, seed=0, ids=None, on_finish=None) -> TrainResult:
+    """Train the networks ``theta0 (R, P)`` (host, float64) on ``X (n, d)``, ``y (n,)``.
+
+    ``cfg`` is a :class:`nnkit.config.TrainConfig`. ``ids (R,)`` are the init ids (they
+    pick each init's SGD stream); ``on_finish(k)`` is called when ``k`` more inits stop.
+    """
+    theta0 = np.asarray(theta0, dtype=np.float64)
+    R, P = theta0.shape
+    ids = np.arange(R) if ids is None else np.asarray(ids)
+    xp = backend.xp
+    dtype = getattr(xp, cfg.dtype)
+    Xd = backend.asarray(X, dtype)
+    yd = backend.asarray(y, dtype)
+    n = X.shape[0]
+
+    out_theta = theta0.copy()
+    status = np.full(R, "max_steps", dtype=object)
+    steps = np.zeros(R, dtype=np.int64)
+    loss_out = np.full(R, np.nan)
+    gn_out = np.full(R, np.nan)
+    log_at = set(history_steps(cfg.max_steps, cfg.history).tolist())
+    hist = {"init": [], "step": [], "loss": [], "grad_norm": []} if log_at else None
+
+    rows = np.arange(R)  # which rows of the output the working arrays hold
+    w = backend.asarray(theta0, dtype)
+    buf = xp.zeros_like(w) if cfg.method in ("momentum", "nesterov") else None
+    sgd = _MinibatchStream(ids, seed, n, cfg.batch_size) if cfg.method == "sgd" else None
+
+    for t in range(cfg.max_steps + 1):
+        check = sgd is None or t == cfg.max_steps or t % sgd.per_epoch == 0 or t in log_at
+        if check:
+            loss, g = kernel.value_and_grad(w, Xd, yd)
+            loss_h = backend.to_numpy(loss).astype(np.float64)
+            gn_h = backend.to_numpy(xp.sqrt(xp.sum(g * g, axis=1))).astype(np.float64)
+            if hist is not None and t in log_at:
+                for key, value in zip(hist, (ids[rows], np.full(rows.size, t), loss_h, gn_h)):
+                    hist[key].append(np.asarray(value))
+            finite = np.isfinite(loss_h) & np.isfinite(gn_h)
+            stop = np.full(rows.size, None, dtype=object)
+            stop[t == cfg.max_steps] = "max_steps"
+            stop[finite & (loss_h <= cfg.loss_target)] = "target"
+            stop[finite & (gn_h <= cfg.grad_tol)] = "converged"
+            stop[~finite | (loss_h > cfg.max_loss)] = "diverged"
+            done = stop != None  # noqa: E711 (element-wise)
+            if done.any():
+                where = rows[done]
+                out_theta[where] = backend.to_numpy(w[xp.asarray(np.flatnonzero(done))]).astype(
+                    np.float64
+                )
+                status[where] = stop[done]
+                steps[where] = t
+                loss_out[where] = loss_h[done]
+                gn_out[where] = gn_h[done]
+                keep = np.flatnonzero(~done)
+                rows = rows[keep]
+                keep_d = xp.asarray(keep)
+                w, g = w[keep_d], g[keep_d]
+                if buf is not None:
+                    buf = buf[keep_d]
+                if sgd is not None:
+                    sgd.keep(keep)
+                if on_finish is not None:
+                    on_finish(int(done.sum()))
+                if rows.size == 0:
+                    break
+        if sgd is not None:
+            Xb, yb = sgd.batch(X, y, t)
+            _, g = kernel.value_and_grad(w, backend.asarray(Xb, dtype), backend.asarray(yb, dtype))
+        if cfg.method == "momentum":
+            buf = cfg.momentum * buf + g
+            w = w - cfg.lr * buf
+        elif cfg.method == "nesterov":
+            buf = cfg.momentum * buf + g
+            w = w - cfg.lr * (g + cfg.momentum * buf)
+        else:
+            w = w - cfg.lr * g
+
+    history = None
+    if hist is not None and hist["init"]:
+        history = {key: np.concatenate(values) for key, values in hist.items()}
+    return TrainResult(out_theta, status.astype(str), steps, loss_out, gn_out, history)
+
+
+class _MinibatchStream:
+    """Minibatches for SGD: each init draws a fresh permutation of the n samples every
+    epoch from its own stream and walks through it ``batch_size`` samples at a time
+    (the last incomplete batch of an epoch is dropped, so all batches have one shape)."""
+
+    def __init__(self, ids, seed, n, batch_size):
+        self.b = min(batch_size, n)
+        self.per_epoch = n // self.b
+        self.n = n
+        self.rngs = [shuffle_rng(seed, int(i)) for i in ids]
+        self.perm = None
+
+    def keep(self, keep):
+        self.rngs = [self.rngs[k] for k in keep]
+        if self.perm is not None:
+            self.perm = self.perm[keep]
+
+    def batch(self, X, y, t):
+        j = t % self.per_epoch
+        if j == 0 or self.perm is None:
+            self.perm = np.stack([rng.permutation(self.n) for rng in self.rngs])
+        idx = self.perm[:, j * self.b : (j + 1) * self.b]
+        return X[idx], y[idx]
