@@ -38,6 +38,7 @@ def main():
     \b
     nnkit run experiments/quickstart.toml
     nnkit show results/quickstart/<run-id>
+    nnkit plot results/quickstart/<run-id>
     nnkit backends
     """
 
@@ -94,6 +95,17 @@ def show(run_dir):
     from .results import load
 
     _print_summary(load(run_dir))
+
+
+@main.command()
+@click.argument("run_dir", metavar="RUN")
+def plot(run_dir):
+    """Draw the figures of the finished run RUN into RUN/figures/."""
+    from .plots import plot_run
+    from .results import load
+
+    for path in plot_run(load(run_dir)):
+        click.echo(str(path))
 
 
 @main.command(name="backends")

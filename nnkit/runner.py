@@ -73,7 +73,7 @@ def run_experiment(
     started = time.perf_counter()
     with _progress_bar(total, progress) as bar:
         for p, (values, exp) in enumerate(points):
-            _run_point(run_dir, p, values, exp, be, meta["chunk_sizes"][p], bar)
+            _run_point(run_dir, meta, p, values, exp, be, bar)
     meta["sessions"][-1]["seconds"] = round(time.perf_counter() - started, 3)
     _gather(run_dir, len(points))
     meta["finished"] = _now()
@@ -96,8 +96,12 @@ def chunk_size_for(exp: config.Experiment, n: int, d: int) -> int:
     return int(max(1, min(exp.inits, exp.run.memory_mb * 2**20 // per_init)))
 
 
-def _run_point(run_dir, p, values, exp, be, chunk, bar):
+def _run_point(run_dir, meta, p, values, exp, be, bar):
     ds = make_dataset(exp.data_kind, exp.data, data_rng(exp.seed))
+    chunk = meta["chunk_sizes"][p]
+    if chunk is None:  # fixed when the point starts, so that a resumed run cuts alike
+        chunk = meta["chunk_sizes"][p] = chunk_size_for(exp, ds.n, ds.d)
+        storage.write_json(run_dir / "meta.json", meta)
     model = exp.build_model(ds.d)
     objective = exp.build_objective()
     kernel = be.kernel(model, objective)
@@ -186,10 +190,6 @@ def _cell(value):
 
 
 def _initial_meta(experiment, be, points) -> dict:
-    sizes = []
-    for _, exp in points:
-        ds = make_dataset(exp.data_kind, exp.data, data_rng(exp.seed))
-        sizes.append(chunk_size_for(exp, ds.n, ds.d))
     return {
         "experiment": experiment.name,
         "created": _now(),
@@ -199,7 +199,7 @@ def _initial_meta(experiment, be, points) -> dict:
         "dtype": experiment.train.dtype,
         "points": len(points),
         "inits": experiment.inits,
-        "chunk_sizes": sizes,
+        "chunk_sizes": [None] * len(points),
         "versions": _versions(),
         "python": platform.python_version(),
         "platform": platform.platform(),

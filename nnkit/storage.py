@@ -5,21 +5,29 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 
-def _atomic(path: Path, write) -> None:
+@contextmanager
+def atomic_path(path):
+    """A temporary name beside ``path`` to write to; renamed to ``path`` on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        write(tmp)
+        yield tmp
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _atomic(path: Path, write) -> None:
+    with atomic_path(path) as tmp:
+        write(tmp)
 
 
 def write_json(path, obj) -> None:

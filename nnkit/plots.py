@@ -1,0 +1,101 @@
+"""Figures of a run, written under ``<run>/figures/``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+STATUS_COLOURS = {
+    "converged": "tab:blue",
+    "target": "tab:green",
+    "max_steps": "tab:orange",
+    "diverged": "tab:red",
+}
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def loss_histogram(run, path) -> Path:
+    """Final loss of every init on a log axis, stacked by status, one panel per point."""
+    plt = _pyplot()
+    runs = run.runs
+    points = sorted(runs["point"].unique())
+    fig, axes = plt.subplots(len(points), 1, figsize=(7, 2.6 * len(points)), squeeze=False)
+    finite = runs.loc[np.isfinite(runs["loss"]) & (runs["loss"] > 0), "loss"]
+    low, high = (finite.min(), finite.max()) if len(finite) else (1e-16, 1.0)
+    bins = np.geomspace(low / 1.5, high * 1.5, 60)
+    for ax, p in zip(axes[:, 0], points):
+        group = runs[runs["point"] == p]
+        stacks, labels, colours = [], [], []
+        for status, colour in STATUS_COLOURS.items():
+            losses = group.loc[group["status"] == status, "loss"]
+            losses = losses[np.isfinite(losses)].clip(lower=bins[0])
+            if len(losses):
+                stacks.append(losses.to_numpy())
+                labels.append(f"{status} ({len(losses)})")
+                colours.append(colour)
+        if stacks:
+            ax.hist(stacks, bins=bins, stacked=True, label=labels, color=colours)
+            ax.legend(fontsize=8)
+        ax.set_xscale("log")
+        ax.set_ylabel("inits")
+        ax.set_title(_point_title(run, group, p), fontsize=9)
+    axes[-1, 0].set_xlabel("final loss")
+    return _save(fig, path)
+
+
+def training_curves(run, path, per_point: int = 50) -> Path | None:
+    """Loss against step for up to ``per_point`` inits of each point (needs history)."""
+    history = run.history
+    if history is None:
+        return None
+    plt = _pyplot()
+    points = sorted(history["point"].unique())
+    fig, axes = plt.subplots(1, len(points), figsize=(5 * len(points), 3.6), squeeze=False)
+    status = run.runs.set_index(["point", "init"])["status"]
+    for ax, p in zip(axes[0], points):
+        group = history[history["point"] == p]
+        for init in group["init"].unique()[:per_point]:
+            curve = group[group["init"] == init]
+            colour = STATUS_COLOURS.get(status.get((p, init)), "grey")
+            ax.plot(curve["step"].clip(lower=0.5), curve["loss"], color=colour, alpha=0.4, lw=0.8)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("step (0 drawn at 0.5)")
+        ax.set_ylabel("loss")
+        ax.set_title(_point_title(run, run.runs[run.runs["point"] == p], p), fontsize=9)
+    return _save(fig, path)
+
+
+def plot_run(run) -> list[Path]:
+    """Every figure of ``run``; returns the files written."""
+    out = run.path / "figures"
+    made = [loss_histogram(run, out / "final_loss.png"), training_curves(run, out / "training.png")]
+    return [p for p in made if p is not None]
+
+
+def _point_title(run, group, p):
+    sweep = [c for c in run.runs.columns if "." in c]
+    values = ", ".join(f"{c} = {group[c].iloc[0]}" for c in sweep)
+    return f"{run.meta['experiment']}, point {p}" + (f": {values}" if values else "")
+
+
+def _save(fig, path) -> Path:
+    from .storage import atomic_path
+
+    path = Path(path)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format=path.suffix.lstrip("."))
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
