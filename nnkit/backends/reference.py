@@ -20,6 +20,7 @@ class ReferenceKernel:
         self.objective = objective
         self.layout = model.layout
         self._xp = xp
+        self._acts = [None] + [model.activation(l) for l in range(1, model.layout.depth + 1)]
         self._mask = objective.penalty_mask(model.layout)
         self._mask_cache = {}
 
@@ -36,7 +37,7 @@ class ReferenceKernel:
             if b is not None:
                 z = z + b[:, None, :]
             Z.append(z)
-            H.append(self.model.activation(layer).value(xp, z))
+            H.append(self._acts[layer].value(xp, z))
         if lay.output_trained:
             f = xp.matmul(H[-1], lay.view(theta, "W_out")[:, :, None])[..., 0]
         else:
@@ -79,7 +80,7 @@ class ReferenceKernel:
         if lay.output_bias:
             grads["b_out"] = xp.sum(g, axis=1)
         for layer in range(lay.depth, 0, -1):
-            dZ = dH * self.model.activation(layer).derivative(xp, Z[layer], H[layer])
+            dZ = dH * self._acts[layer].derivative(xp, Z[layer], H[layer])
             grads[f"W{layer}"] = xp.matmul(xp.matrix_transpose(H[layer - 1]), dZ)
             if lay.bias[layer - 1]:
                 grads[f"b{layer}"] = xp.sum(dZ, axis=1)
