@@ -219,7 +219,7 @@ def from_dict(raw: dict, default_name: str = "experiment") -> Experiment:
 
     table = dict(_table(raw, "data"))
     kind = table.pop("kind", "teacher_student")
-    if kind not in data.KINDS:
+    if not isinstance(kind, str) or kind not in data.KINDS:
         raise ConfigError(
             f"data.kind = {kind!r} is not allowed (expected one of: {', '.join(data.KINDS)})"
         )
@@ -245,15 +245,31 @@ def load(path, overrides=()) -> Experiment:
     if not path.is_file():
         raise UserError(f"experiment file not found: {path}")
     try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     for item in overrides:
         apply_override(raw, item)
-    data_table = raw.get("data")
-    if isinstance(data_table, dict) and isinstance(data_table.get("path"), str):
-        data_table["path"] = str((path.parent / data_table["path"]).resolve())
+    _resolve_data_paths(raw, path.parent)
     return from_dict(raw, default_name=path.stem)
+
+
+def _resolve_data_paths(raw: dict, folder: Path) -> None:
+    """Relative data paths, in ``[data]`` or swept, are taken from ``folder``."""
+
+    def resolve(value):
+        return str((folder / value).resolve()) if isinstance(value, str) else value
+
+    data_table = raw.get("data")
+    if isinstance(data_table, dict) and "path" in data_table:
+        data_table["path"] = resolve(data_table["path"])
+    sweep = raw.get("sweep")
+    if isinstance(sweep, dict):
+        if isinstance(sweep.get("data.path"), list):
+            sweep["data.path"] = [resolve(v) for v in sweep["data.path"]]
+        nested = sweep.get("data")
+        if isinstance(nested, dict) and isinstance(nested.get("path"), list):
+            nested["path"] = [resolve(v) for v in nested["path"]]
 
 
 def apply_override(raw: dict, item: str) -> None:
@@ -389,7 +405,7 @@ def _convert(value, kind, key):
 def _check_range(obj, section, **bounds):
     for name, (low, high) in bounds.items():
         value = getattr(obj, name)
-        if (low is not None and value < low) or (high is not None and value > high):
+        if (low is not None and not value >= low) or (high is not None and not value <= high):
             span = f">= {low}" if high is None else f"in [{low}, {high}]"
             raise ConfigError(f"{section}.{name} = {value} is not allowed (expected {span})")
     if getattr(obj, "lr", 1.0) == 0.0:

@@ -26,14 +26,15 @@ class Run:
 
     def __init__(self, path):
         self.path = Path(path)
-        if not (self.path / "meta.json").is_file():
-            raise UserError(f"{self.path} is not an nnkit run folder (no meta.json)")
-        self.config = storage.read_json(self.path / "config.json")
-        self.meta = storage.read_json(self.path / "meta.json")
+        for name in ("meta.json", "config.json"):
+            if not (self.path / name).is_file():
+                raise UserError(f"{self.path} is not an nnkit run folder (no {name})")
         if not (self.path / "runs.parquet").is_file():
             raise UserError(
                 f"run {self.path} is not finished (continue it with nnkit run FILE --resume)"
             )
+        self.config = storage.read_json(self.path / "config.json")
+        self.meta = storage.read_json(self.path / "meta.json")
 
     @property
     def experiment(self) -> config.Experiment:

@@ -71,9 +71,14 @@ def run_experiment(
 
     total = experiment.inits * len(points)
     started = time.perf_counter()
-    with _progress_bar(total, progress) as bar:
-        for p, (values, exp) in enumerate(points):
-            _run_point(run_dir, meta, p, values, exp, be, bar)
+    try:
+        with _progress_bar(total, progress) as bar:
+            for p, (values, exp) in enumerate(points):
+                _run_point(run_dir, meta, p, values, exp, be, bar)
+    except UserError:
+        if not resume and not (run_dir / "chunks").exists():
+            shutil.rmtree(run_dir, ignore_errors=True)  # a bad input leaves no empty run
+        raise
     meta["sessions"][-1]["seconds"] = round(time.perf_counter() - started, 3)
     _gather(run_dir, len(points))
     meta["finished"] = _now()

@@ -1,0 +1,496 @@
+"""The ``nnkit`` command: runs, summaries, user mistakes and resuming."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+import nnkit
+import nnkit.runner
+from nnkit import config
+from nnkit.cli import main
+from nnkit.errors import UserError
+
+EXPERIMENT = """
+name = "tiny"
+seed = 2
+inits = 8
+
+[data]
+kind = "teacher_student"
+d = 2
+n = 20
+n_test = 10
+teacher_width = 2
+
+[model]
+hidden = [3]
+
+[train]
+lr = 0.1
+max_steps = 50
+
+[run]
+backend = "numpy"
+"""
+
+
+@pytest.fixture
+def exp_file(tmp_path):
+    path = tmp_path / "tiny.toml"
+    path.write_text(textwrap.dedent(EXPERIMENT))
+    return path
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def assert_user_error(result, *fragments):
+    """Exit status 2, exactly one non-empty line on stderr, no traceback."""
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
+
+
+def run_dirs(results):
+    return sorted(p.parent for p in Path(results).glob("*/*/meta.json"))
+
+
+def assert_run_folder(run_dir, inits=8, points=1):
+    run_dir = Path(run_dir)
+    for name in ("runs.parquet", "config.json", "meta.json"):
+        assert (run_dir / name).is_file(), name
+    for p in range(points):
+        assert (run_dir / "params" / f"point-{p:03d}.npy").is_file()
+    run = nnkit.load(run_dir)
+    assert len(run.runs) == inits * points
+    assert run.params(0).shape[0] == inits
+    return run
+
+
+# -- basics ----------------------------------------------------------------------
+
+
+def test_version():
+    result = invoke("--version")
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"nnkit, version {nnkit.__version__}"
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help(flag):
+    result = invoke(flag)
+    assert result.exit_code == 0
+    for command in ("run", "show", "backends"):
+        assert command in result.stdout
+    result = invoke("run", flag)
+    assert result.exit_code == 0
+    for option in ("--set", "--inits", "--backend", "--results", "--run-id", "--resume", "--quiet"):
+        assert option in result.stdout
+
+
+def test_backends_lists_numpy_as_usable():
+    result = invoke("backends")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    by_name = {line.split()[0]: line.split()[1] for line in lines if line.strip()}
+    assert by_name["numpy"] == "yes"
+    assert set(nnkit.backends.REGISTRY) <= set(by_name)
+    assert sum("<- auto" in line for line in lines) == 1
+
+
+# -- run -------------------------------------------------------------------------
+
+
+def test_run_quiet(tmp_path, exp_file):
+    results = tmp_path / "res"
+    result = invoke("run", exp_file, "--results", results, "-q")
+    assert result.exit_code == 0, result.output
+    [run_dir] = run_dirs(results)
+    assert run_dir.parent == results / "tiny"
+    # quiet: only the run folder on stdout
+    assert result.stdout.strip() == str(run_dir)
+    assert result.stderr == ""
+    run = assert_run_folder(run_dir)
+    assert run.meta["backend"] == "numpy"
+    assert run.config == config.load(exp_file).to_dict()
+
+
+def test_run_with_summary(tmp_path, exp_file):
+    results = tmp_path / "res"
+    result = invoke("run", exp_file, "--results", results, "--run-id", "first")
+    assert result.exit_code == 0, result.output
+    run_dir = results / "tiny" / "first"
+    assert_run_folder(run_dir)
+    lines = result.stdout.strip().splitlines()
+    assert lines[-1] == str(run_dir)
+    assert lines[0].startswith("tiny: 8 inits x 1 point(s), backend numpy (float64)")
+    header = lines[1].split()
+    for column in ("point", "inits", "converged", "max_steps", "diverged", "loss_median"):
+        assert column in header
+    assert lines[2].split()[:2] == ["0", "8"]
+    assert "Traceback" not in result.output
+
+
+def test_run_options_override_file(tmp_path, exp_file):
+    results = tmp_path / "res"
+    result = invoke(
+        "run", exp_file, "--results", results, "--inits", 3, "--set", "train.max_steps=7",
+        "--set", "model.hidden=5", "--backend", "numpy", "--run-id", "x", "-q",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    run = assert_run_folder(results / "tiny" / "x", inits=3)
+    assert run.config["train"]["max_steps"] == 7
+    assert run.config["model"]["hidden"] == [5]
+    assert run.params().shape == (3, 2 * 5 + 5 + 5)
+    assert (run.runs["steps"] <= 7).all()
+
+
+def test_run_sweep(tmp_path, exp_file):
+    results = tmp_path / "res"
+    result = invoke("run", exp_file, "--results", results, "--set", "sweep.train.lr=[0.05, 0.1]", "-q",
+                    "--inits", 4)
+    assert result.exit_code == 0, result.output
+    [run_dir] = run_dirs(results)
+    run = assert_run_folder(run_dir, inits=4, points=2)
+    assert "train.lr" in run.runs.columns
+
+
+def test_show(tmp_path, exp_file):
+    results = tmp_path / "res"
+    ran = invoke("run", exp_file, "--results", results, "-q", "--run-id", "a")
+    assert ran.exit_code == 0, ran.output
+    result = invoke("show", results / "tiny" / "a")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("tiny: 8 inits x 1 point(s), backend numpy")
+    assert "loss_median" in lines[1]
+    assert len(lines) == 3
+    # the numbers are those of the stored run
+    summary = nnkit.load(results / "tiny" / "a").summary()
+    assert lines[2].split()[2:6] == [str(summary.loc[0, c]) for c in ("converged", "target", "max_steps", "diverged")]
+
+
+def test_same_run_id_twice_is_user_error(tmp_path, exp_file):
+    results = tmp_path / "res"
+    assert invoke("run", exp_file, "--results", results, "-q", "--run-id", "a").exit_code == 0
+    result = invoke("run", exp_file, "--results", results, "-q", "--run-id", "a")
+    assert_user_error(result, "exists already")
+
+
+def test_run_with_data_file_relative_to_experiment(tmp_path, monkeypatch):
+    study = tmp_path / "study"
+    (study / "data").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 2))
+    pd.DataFrame({"u": X[:, 0], "v": X[:, 1], "y": X[:, 0] - X[:, 1]}).to_csv(study / "data" / "t.csv", index=False)
+    text = EXPERIMENT.replace(
+        'kind = "teacher_student"\nd = 2\nn = 20\nn_test = 10\nteacher_width = 2',
+        'kind = "file"\npath = "data/t.csv"\ntarget = "y"\ntest_fraction = 0.2',
+    )
+    (study / "own.toml").write_text(text)
+    monkeypatch.chdir(tmp_path)
+    result = invoke("run", "study/own.toml", "--results", "res", "-q", "--inits", 2)
+    assert result.exit_code == 0, result.output
+    [run_dir] = run_dirs(tmp_path / "res")
+    run = assert_run_folder(run_dir, inits=2)
+    assert run.config["data"]["path"] == str((study / "data" / "t.csv").resolve())
+    assert run.runs["test_loss"].notna().all()
+
+
+# -- user mistakes ---------------------------------------------------------------
+
+
+def test_missing_experiment_file(tmp_path):
+    result = invoke("run", tmp_path / "nope.toml", "--results", tmp_path / "res")
+    assert_user_error(result, "not found", "nope.toml")
+    assert not (tmp_path / "res").exists()
+
+
+def test_unknown_key(tmp_path, exp_file):
+    exp_file.write_text(exp_file.read_text().replace("max_steps = 50", "max_steps = 50\nsteps = 3"))
+    result = invoke("run", exp_file, "--results", tmp_path / "res")
+    assert_user_error(result, "train.steps", "allowed")
+    assert not (tmp_path / "res").exists()
+
+
+def test_unknown_key_from_set(tmp_path, exp_file):
+    result = invoke("run", exp_file, "--results", tmp_path / "res", "--set", "model.depth=3")
+    assert_user_error(result, "model.depth")
+
+
+@pytest.mark.parametrize(
+    "override, fragments",
+    [
+        ("train.lr=-1", ["train.lr"]),
+        ("train.method=adam", ["train.method", "'adam'", "'sgd'"]),
+        ("train.max_steps='many'", ["train.max_steps", "integer"]),
+        ("data.kind=spiral", ["data.kind", "'spiral'"]),
+    ],
+)
+def test_bad_value(tmp_path, exp_file, override, fragments):
+    result = invoke("run", exp_file, "--results", tmp_path / "res", "--set", override)
+    assert_user_error(result, *fragments)
+    assert not (tmp_path / "res").exists()
+
+
+def test_bad_inits_option(tmp_path, exp_file):
+    result = invoke("run", exp_file, "--results", tmp_path / "res", "--inits", 0)
+    assert_user_error(result, "inits")
+
+
+def test_invalid_toml(tmp_path):
+    path = tmp_path / "broken.toml"
+    path.write_text('name = "x"\ninits = \n')
+    result = invoke("run", path, "--results", tmp_path / "res")
+    assert_user_error(result, "not valid TOML")
+
+
+def test_binary_experiment_file(tmp_path):
+    path = tmp_path / "runs.parquet"
+    pd.DataFrame({"x": [1.0, 2.0]}).to_parquet(path)
+    result = invoke("run", path, "--results", tmp_path / "res")
+    assert_user_error(result, str(path))
+
+
+def test_unknown_backend(tmp_path, exp_file):
+    result = invoke("run", exp_file, "--results", tmp_path / "res", "--backend", "nope")
+    assert_user_error(result, "'nope'", "numpy")
+    assert run_dirs(tmp_path / "res") == []
+
+
+def test_set_without_equals(tmp_path, exp_file):
+    result = invoke("run", exp_file, "--results", tmp_path / "res", "--set", "train.lr")
+    assert_user_error(result, "key=value", "train.lr")
+
+
+def test_show_on_folder_that_is_not_a_run(tmp_path):
+    assert_user_error(invoke("show", tmp_path), "not an nnkit run folder")
+    assert_user_error(invoke("show", tmp_path / "missing"), "not an nnkit run folder")
+
+
+def test_unknown_command_and_missing_argument():
+    result = invoke("fly")
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    result = invoke("run")
+    assert result.exit_code == 2
+    assert "EXPERIMENT.toml" in result.stderr
+
+
+# -- as a real process -----------------------------------------------------------
+
+
+def _console_script():
+    name = "nnkit.exe" if os.name == "nt" else "nnkit"
+    return str(Path(sys.executable).parent / name)
+
+
+@pytest.mark.parametrize("command", [[sys.executable, "-m", "nnkit"], [_console_script()]], ids=["module", "script"])
+def test_subprocess_run_and_user_error(tmp_path, exp_file, command):
+    results = tmp_path / "res"
+    done = subprocess.run(
+        [*command, "run", str(exp_file), "--results", str(results), "-q", "--inits", "4"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    [run_dir] = run_dirs(results)
+    assert done.stdout.strip() == str(run_dir)
+    assert_run_folder(run_dir, inits=4)
+
+    bad = subprocess.run(
+        [*command, "run", str(exp_file), "--results", str(results), "--set", "train.lr=-2"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert bad.returncode == 2
+    assert bad.stdout == ""
+    lines = [line for line in bad.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "train.lr" in lines[0]
+    assert "Traceback" not in bad.stderr
+
+
+# -- interrupting and resuming ---------------------------------------------------
+
+
+class CountingTrain:
+    """Stands in for ``nnkit.runner.train``: records the init ids of every call and
+    raises KeyboardInterrupt on call number ``fail_on`` (when set)."""
+
+    def __init__(self, fail_on=None):
+        self.real = nnkit.runner.train
+        self.fail_on = fail_on
+        self.calls = []
+
+    def __call__(self, *args, **kwargs):
+        self.calls.append(np.asarray(kwargs["ids"]).tolist())
+        if self.fail_on is not None and len(self.calls) == self.fail_on:
+            raise KeyboardInterrupt
+        return self.real(*args, **kwargs)
+
+
+CHUNKED = ["--set", "run.chunk_size=3", "--set", "train.history=4"]
+
+
+def interrupt_run(exp_file, results, run_id, monkeypatch, *overrides):
+    exp = config.load(exp_file, ["run.chunk_size=3", "train.history=4", *overrides])
+    counter = CountingTrain(fail_on=2)
+    monkeypatch.setattr(nnkit.runner, "train", counter)
+    with pytest.raises(KeyboardInterrupt):
+        nnkit.runner.run_experiment(exp, results_dir=results, run_id=run_id, progress=False)
+    assert counter.calls == [[0, 1, 2], [3, 4, 5]]
+    run_dir = Path(results) / "tiny" / run_id
+    assert not (run_dir / "runs.parquet").exists()
+    assert (run_dir / "meta.json").is_file()
+    return run_dir
+
+
+def test_resume_finishes_the_run_as_if_uninterrupted(tmp_path, exp_file, monkeypatch):
+    results = tmp_path / "res"
+    run_dir = interrupt_run(exp_file, results, "a", monkeypatch)
+    with pytest.raises(UserError, match="not finished"):
+        nnkit.load(run_dir)
+    show = invoke("show", run_dir)
+    assert_user_error(show, "not finished", "--resume")
+
+    counter = CountingTrain()
+    monkeypatch.setattr(nnkit.runner, "train", counter)
+    result = invoke("run", exp_file, "--results", results, "--resume", "-q", *CHUNKED)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == str(run_dir)
+    # the finished chunk (inits 0-2) was not trained again
+    assert counter.calls == [[3, 4, 5], [6, 7]]
+    resumed = assert_run_folder(run_dir)
+    assert not (run_dir / "chunks").exists()
+
+    counter.calls.clear()
+    result = invoke("run", exp_file, "--results", results, "--run-id", "b", "-q", *CHUNKED)
+    assert result.exit_code == 0, result.output
+    assert counter.calls == [[0, 1, 2], [3, 4, 5], [6, 7]]
+    straight = assert_run_folder(results / "tiny" / "b")
+
+    pd.testing.assert_frame_equal(
+        resumed.runs.drop(columns="chunk_time_s"), straight.runs.drop(columns="chunk_time_s")
+    )
+    np.testing.assert_array_equal(resumed.params(0), straight.params(0))
+    pd.testing.assert_frame_equal(resumed.history, straight.history)
+    assert resumed.runs["chunk"].tolist() == [0, 0, 0, 1, 1, 1, 2, 2]
+    assert resumed.config == straight.config
+    assert resumed.meta["finished"]
+
+    # a finished run is not resumed again
+    result = invoke("run", exp_file, "--results", results, "--resume", "--run-id", "a", "-q", *CHUNKED)
+    assert_user_error(result, "already finished")
+    result = invoke("run", exp_file, "--results", results, "--resume", "-q", *CHUNKED)
+    assert_user_error(result, "no unfinished run")
+
+
+def test_resume_through_run_experiment(tmp_path, exp_file, monkeypatch):
+    results = tmp_path / "res"
+    run_dir = interrupt_run(exp_file, results, "a", monkeypatch)
+    counter = CountingTrain()
+    monkeypatch.setattr(nnkit.runner, "train", counter)
+    exp = config.load(exp_file, ["run.chunk_size=3", "train.history=4"])
+    path = nnkit.runner.run_experiment(exp, results_dir=results, resume=True, run_id="a", progress=False)
+    assert Path(path) == run_dir
+    assert counter.calls == [[3, 4, 5], [6, 7]]
+    assert nnkit.load(run_dir).runs["init"].tolist() == list(range(8))
+
+
+def test_resume_picks_newest_unfinished_run(tmp_path, exp_file, monkeypatch):
+    results = tmp_path / "res"
+    interrupt_run(exp_file, results, "20200101-000000-aaaa", monkeypatch)
+    newer = interrupt_run(exp_file, results, "20200102-000000-aaaa", monkeypatch)
+    monkeypatch.setattr(nnkit.runner, "train", CountingTrain())
+    result = invoke("run", exp_file, "--results", results, "--resume", "-q", *CHUNKED)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == str(newer)
+    assert (newer / "runs.parquet").is_file()
+    assert not (results / "tiny" / "20200101-000000-aaaa" / "runs.parquet").exists()
+
+
+def test_resume_with_changed_config_is_user_error(tmp_path, exp_file, monkeypatch):
+    results = tmp_path / "res"
+    run_dir = interrupt_run(exp_file, results, "a", monkeypatch)
+    counter = CountingTrain()
+    monkeypatch.setattr(nnkit.runner, "train", counter)
+
+    changed = config.load(exp_file, ["run.chunk_size=3", "train.history=4", "train.lr=0.3"])
+    with pytest.raises(UserError, match=r"train\.lr"):
+        nnkit.runner.run_experiment(changed, results_dir=results, resume=True, progress=False)
+
+    result = invoke("run", exp_file, "--results", results, "--resume", "-q", *CHUNKED, "--inits", 9)
+    line = assert_user_error(result, "inits")
+    assert "train.lr" not in line
+    result = invoke("run", exp_file, "--results", results, "--resume", "-q", *CHUNKED,
+                    "--set", "model.hidden=[4]", "--set", "data.n=21")
+    assert_user_error(result, "model.hidden", "data.n")
+    assert counter.calls == []
+    assert not (run_dir / "runs.parquet").exists()
+
+    # the run section (how the work is cut) may change: the stored chunk size is kept
+    result = invoke("run", exp_file, "--results", results, "--resume", "-q", "--set", "train.history=4",
+                    "--set", "run.chunk_size=5")
+    assert result.exit_code == 0, result.output
+    assert counter.calls == [[3, 4, 5], [6, 7]]
+
+
+def test_resume_without_unfinished_run_is_user_error(tmp_path, exp_file):
+    result = invoke("run", exp_file, "--results", tmp_path / "res", "--resume")
+    assert_user_error(result, "no unfinished run")
+    result = invoke("run", exp_file, "--results", tmp_path / "res", "--resume", "--run-id", "zz")
+    assert_user_error(result, "'zz'")
+
+
+def test_interrupt_in_cli_keeps_chunks_and_says_how_to_resume(tmp_path, exp_file, monkeypatch):
+    results = tmp_path / "res"
+    counter = CountingTrain(fail_on=2)
+    monkeypatch.setattr(nnkit.runner, "train", counter)
+    result = invoke("run", exp_file, "--results", results, "--run-id", "a", "-q", *CHUNKED)
+    assert result.exit_code == 130
+    assert "--resume" in result.stderr
+    assert "Traceback" not in result.output
+    run_dir = results / "tiny" / "a"
+    assert sorted(p.name for p in (run_dir / "chunks").glob("*.npy")) == ["p000-c00000.npy"]
+
+    counter = CountingTrain()
+    monkeypatch.setattr(nnkit.runner, "train", counter)
+    result = invoke("run", exp_file, "--results", results, "--resume", "-q", *CHUNKED)
+    assert result.exit_code == 0, result.output
+    assert counter.calls == [[3, 4, 5], [6, 7]]
+    assert_run_folder(run_dir)
+
+
+def test_resumed_run_records_both_sessions(tmp_path, exp_file, monkeypatch):
+    results = tmp_path / "res"
+    run_dir = interrupt_run(exp_file, results, "a", monkeypatch)
+    monkeypatch.setattr(nnkit.runner, "train", CountingTrain())
+    result = invoke("run", exp_file, "--results", results, "--resume", "-q", *CHUNKED)
+    assert result.exit_code == 0, result.output
+    meta = nnkit.load(run_dir).meta
+    assert len(meta["sessions"]) == 2
+    assert all(session["backend"] == "numpy" for session in meta["sessions"])
+    assert meta["train_seconds"] >= meta["sessions"][-1]["seconds"]
+
+
+def test_bad_input_found_while_running_leaves_no_run_folder(tmp_path):
+    path = tmp_path / "missing.toml"
+    path.write_text(
+        'name = "missing"\ninits = 2\n[data]\nkind = "file"\npath = "nowhere.csv"\ntarget = "y"\n'
+    )
+    result = invoke("run", path, "--results", tmp_path / "res", "-q")
+    assert_user_error(result, "data file not found", "nowhere.csv")
+    assert run_dirs(tmp_path / "res") == []
