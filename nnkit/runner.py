@@ -124,7 +124,10 @@ def _run_point(run_dir, meta, p, values, exp, be, bar):
             continue
         theta0 = init_batch(model.layout, spec, exp.seed, ids)
         t0 = time.perf_counter()
-        res = train(kernel, be, theta0, ds.X, y, exp.train, seed=exp.seed, ids=ids, on_finish=bar.update)
+        res = train(
+            kernel, be, theta0, ds.X, y, exp.train, seed=exp.seed, ids=ids,
+            on_finish=bar.update, on_step=_StepNote(bar, f"point {p} chunk {c}", exp.train.max_steps),
+        )  # fmt: skip
         seconds = time.perf_counter() - t0
         rows = {
             "point": p,
@@ -273,8 +276,25 @@ def _check_same(run_dir: Path, experiment: config.Experiment) -> None:
         raise UserError(f"run {run_dir} is already finished")
 
 
+class _StepNote:
+    """Shows the step a chunk is at beside the bar, at most twice a second."""
+
+    def __init__(self, bar, where, max_steps):
+        self.bar, self.where, self.max_steps = bar, where, max_steps
+        self.last = 0.0
+
+    def __call__(self, t, running):
+        now = time.monotonic()
+        if now - self.last > 0.5:
+            self.last = now
+            self.bar.set_postfix_str(f"{self.where}: step {t}/{self.max_steps}, {running} running")
+
+
 class _NoBar:
     def update(self, n=1):
+        pass
+
+    def set_postfix_str(self, text):
         pass
 
     def __enter__(self):

@@ -55,11 +55,14 @@ def history_steps(max_steps: int, points: int) -> np.ndarray:
     return np.unique(np.concatenate([[0], steps, [max_steps]]))
 
 
-def train(kernel, backend, theta0, X, y, cfg, *, seed=0, ids=None, on_finish=None) -> TrainResult:
+def train(
+    kernel, backend, theta0, X, y, cfg, *, seed=0, ids=None, on_finish=None, on_step=None
+) -> TrainResult:
     """Train the networks ``theta0 (R, P)`` (host, float64) on ``X (n, d)``, ``y (n,)``.
 
     ``cfg`` is a :class:`nnkit.config.TrainConfig`. ``ids (R,)`` are the init ids (they
-    pick each init's SGD stream); ``on_finish(k)`` is called when ``k`` more inits stop.
+    pick each init's SGD stream); ``on_finish(k)`` is called when ``k`` more inits stop,
+    ``on_step(t, running)`` before every step with the number of inits still running.
     """
     theta0 = np.asarray(theta0, dtype=np.float64)
     R, P = theta0.shape
@@ -84,6 +87,8 @@ def train(kernel, backend, theta0, X, y, cfg, *, seed=0, ids=None, on_finish=Non
     sgd = _MinibatchStream(ids, seed, n, cfg.batch_size) if cfg.method == "sgd" else None
 
     for t in range(cfg.max_steps + 1):
+        if on_step is not None:
+            on_step(t, rows.size)
         check = sgd is None or t == cfg.max_steps or t % sgd.per_epoch == 0 or t in log_at
         if check:
             loss, g = kernel.value_and_grad(w, Xd, yd)
