@@ -28,6 +28,11 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except UserError as exc:
             raise _UserFacing(str(exc)) from None
+        except MemoryError:
+            raise _UserFacing(
+                "out of memory: the data or the networks are too large for this machine "
+                "(lower data.n, the widths, run.chunk_size or run.memory_mb)"
+            ) from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -51,7 +56,7 @@ def main():
 @click.option("--backend", default=None,
               help="numpy, numba, cupy, cuda or auto (overrides run.backend).")
 @click.option("--results", "results_dir", default="results", show_default=True,
-              type=click.Path(file_okay=False), help="Folder that receives <experiment>/<run-id>/.")
+              metavar="DIR", help="Folder that receives <experiment>/<run-id>/.")
 @click.option("--run-id", default=None, help="Name of the run folder (default: time stamp).")
 @click.option("--resume", is_flag=True,
               help="Continue the newest unfinished run of this experiment (or --run-id).")
@@ -126,7 +131,7 @@ def _print_summary(result):
 
     meta = result.meta
     click.echo(
-        f"{meta['experiment']}: {meta['inits']} inits x {meta['points']} point(s), "
+        f"{meta['experiment']}: {meta['inits']} inits, {meta['points']} point(s), "
         f"backend {meta['backend']} ({meta['dtype']}), {meta.get('train_seconds', 0):.2f} s"
     )
     with pd.option_context("display.width", 200, "display.max_columns", 30,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import tomllib
 import types
 import typing
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from . import activations, data
+from . import activations, data, validate
 from .errors import ConfigError, UserError
 from .init import InitSpec
 from .layout import Layout
@@ -64,33 +65,9 @@ class ModelConfig:
         return value if isinstance(value, tuple) else (value,) * len(self.hidden)
 
 
-@dataclass(frozen=True)
-class ObjectiveConfig:
-    """See :mod:`nnkit.objective` for the formula and conventions."""
-
-    loss: Literal["squared", "logistic"] = "squared"
-    reduction: Literal["mean", "sum"] = "mean"
-    half: bool = False
-    l2: float = 0.0
-    l1: float = 0.0
-    regularize_bias: bool = False
-
-    def check(self):
-        _check_range(self, "objective", l2=(0, None), l1=(0, None))
-
-
-@dataclass(frozen=True)
-class InitConfig:
-    """See :mod:`nnkit.init` for the scale rules."""
-
-    distribution: Literal["normal", "uniform"] = "normal"
-    scale: Literal["lecun", "he", "glorot", "fixed"] = "lecun"
-    gain: float = 1.0
-    std: float = 1.0
-    bias: Literal["zeros", "same"] = "zeros"
-
-    def check(self):
-        _check_range(self, "init", gain=(0, None), std=(0, None))
+#: the ``[objective]`` and ``[init]`` tables are the library's own dataclasses
+ObjectiveConfig = Objective
+InitConfig = InitSpec
 
 
 @dataclass(frozen=True)
@@ -109,17 +86,10 @@ class TrainConfig:
     dtype: Literal["float64", "float32"] = "float64"
 
     def check(self):
-        _check_range(
-            self,
-            "train",
-            lr=(0, None),
-            momentum=(0, 1),
-            batch_size=(1, None),
-            max_steps=(0, None),
-            grad_tol=(0, None),
-            max_loss=(0, None),
-            history=(0, None),
-        )
+        validate.check(
+            self, "train", lr="> 0", momentum="in [0, 1)", batch_size=">= 1", max_steps=">= 0",
+            grad_tol=">= 0", max_loss="> 0", history=">= 0",
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -132,7 +102,7 @@ class RunConfig:
     memory_mb: int = 512
 
     def check(self):
-        _check_range(self, "run", chunk_size=(0, None), memory_mb=(1, None))
+        validate.check(self, "run", chunk_size=">= 0", memory_mb=">= 1")
         from . import backends
 
         allowed = ("auto", *backends.REGISTRY)
@@ -171,11 +141,6 @@ class Experiment:
         )
         return Model(layout, m.per_layer("activation"), m.leaky_slope)
 
-    def build_objective(self) -> Objective:
-        return Objective(**dataclasses.asdict(self.objective))
-
-    def init_spec(self) -> InitSpec:
-        return InitSpec(**dataclasses.asdict(self.init))
 
     def to_dict(self) -> dict:
         """Plain nested dict (lists, not tuples) that :func:`from_dict` reads back."""
@@ -196,6 +161,10 @@ _SECTIONS = {
     "run": RunConfig,
 }
 _TOP = {"name": str, "seed": int, "inits": int}
+#: float keys that may be infinite (a bound or target that is switched off)
+_INFINITY_ALLOWED = {"train.max_loss", "train.loss_target"}
+#: keys a sweep cannot vary: how the work runs, and the data kind (whose options differ)
+_NOT_SWEPT = ("run.", "data.kind")
 
 
 def from_dict(raw: dict, default_name: str = "experiment") -> Experiment:
@@ -212,10 +181,9 @@ def from_dict(raw: dict, default_name: str = "experiment") -> Experiment:
     kwargs.setdefault("name", default_name)
     if kwargs.get("inits", 1) < 1:
         raise ConfigError(f"inits = {kwargs['inits']} must be at least 1")
-    if kwargs.get("seed", 0) < 0:
-        raise ConfigError(f"seed = {kwargs['seed']} must be non-negative")
-    if not kwargs["name"] or any(c in kwargs["name"] for c in "/\\") or kwargs["name"] in (".", ".."):
-        raise ConfigError(f"name = {kwargs['name']!r} must be a plain folder name")
+    if not 0 <= kwargs.get("seed", 0) < 2**63:
+        raise ConfigError(f"seed = {kwargs['seed']} is not allowed (expected 0 <= seed < 2**63)")
+    check_plain_name(kwargs["name"], "name")
 
     table = dict(_table(raw, "data"))
     kind = table.pop("kind", "teacher_student")
@@ -230,6 +198,11 @@ def from_dict(raw: dict, default_name: str = "experiment") -> Experiment:
 
     sweep = flatten(_table(raw, "sweep"))
     for key, values in sweep.items():
+        if key.startswith(_NOT_SWEPT):
+            raise ConfigError(
+                f"sweep.{key}: run.* keys and data.kind cannot be swept "
+                f"(make one experiment file per setting)"
+            )
         if not isinstance(values, list) or not values:
             raise ConfigError(f"sweep.{key} must be a non-empty list of values")
     kwargs["sweep"] = tuple((key, tuple(_tuples(v) for v in values)) for key, values in sweep.items())
@@ -237,6 +210,12 @@ def from_dict(raw: dict, default_name: str = "experiment") -> Experiment:
     for point in expand_sweep(experiment):  # every point must be valid on its own
         pass
     return experiment
+
+
+def check_plain_name(value: str, what: str) -> None:
+    """``value`` must be usable as one folder name (no separators, not . or ..)."""
+    if not value or any(c in value for c in "/\\") or value in (".", "..") or value != value.strip():
+        raise ConfigError(f"{what} = {value!r} is not allowed (expected a plain folder name)")
 
 
 def load(path, overrides=()) -> Experiment:
@@ -263,13 +242,10 @@ def _resolve_data_paths(raw: dict, folder: Path) -> None:
     data_table = raw.get("data")
     if isinstance(data_table, dict) and "path" in data_table:
         data_table["path"] = resolve(data_table["path"])
-    sweep = raw.get("sweep")
-    if isinstance(sweep, dict):
+    if isinstance(raw.get("sweep"), dict):
+        raw["sweep"] = sweep = flatten(raw["sweep"])
         if isinstance(sweep.get("data.path"), list):
             sweep["data.path"] = [resolve(v) for v in sweep["data.path"]]
-        nested = sweep.get("data")
-        if isinstance(nested, dict) and isinstance(nested.get("path"), list):
-            nested["path"] = [resolve(v) for v in nested["path"]]
 
 
 def apply_override(raw: dict, item: str) -> None:
@@ -394,22 +370,15 @@ def _convert(value, kind, key):
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad()
-        return float(value)
+        value = float(value)
+        if not (math.isfinite(value) or (key in _INFINITY_ALLOWED and not math.isnan(value))):
+            raise ConfigError(f"{key} = {value} is not allowed (expected a finite number)")
+        return value
     if kind is str:
         if not isinstance(value, str):
             raise bad()
         return value
     raise TypeError(f"unsupported config type {kind!r} for {key}")
-
-
-def _check_range(obj, section, **bounds):
-    for name, (low, high) in bounds.items():
-        value = getattr(obj, name)
-        if (low is not None and not value >= low) or (high is not None and not value <= high):
-            span = f">= {low}" if high is None else f"in [{low}, {high}]"
-            raise ConfigError(f"{section}.{name} = {value} is not allowed (expected {span})")
-    if getattr(obj, "lr", 1.0) == 0.0:
-        raise ConfigError("train.lr must be positive")
 
 
 def flatten(table, prefix=""):

@@ -13,6 +13,7 @@ from typing import Literal
 
 import numpy as np
 
+from . import activations, validate
 from .errors import UserError
 
 
@@ -38,18 +39,6 @@ class Dataset:
         return self.X.shape[1]
 
 
-def _relu(z):
-    return np.maximum(z, 0.0)
-
-
-_TEACHER_ACTIVATIONS = {
-    "relu": _relu,
-    "sigmoid": lambda z: 0.5 * (1.0 + np.tanh(0.5 * z)),
-    "tanh": np.tanh,
-    "linear": lambda z: z,
-}
-
-
 @dataclass(frozen=True)
 class TeacherStudent:
     """``y = sum_j a_j act(w_j . x) + noise`` with a random teacher, ``x ~ N(0, I_d)``.
@@ -69,8 +58,9 @@ class TeacherStudent:
     noise: float = 0.0
 
     def check(self):
-        _positive(self, "d", "n", "teacher_width")
-        _non_negative(self, "n_test", "noise")
+        validate.check(
+            self, "data", d="> 0", n="> 0", teacher_width="> 0", n_test=">= 0", noise=">= 0"
+        )
         if self.teacher_weights == "orthonormal" and self.teacher_width > self.d:
             raise UserError(
                 f"data.teacher_width = {self.teacher_width} orthonormal teacher vectors "
@@ -88,11 +78,11 @@ def _teacher_student(o: TeacherStudent, rng) -> Dataset:
         a = np.ones(o.teacher_width)
     else:
         a = rng.standard_normal(o.teacher_width) / np.sqrt(o.teacher_width)
-    act = _TEACHER_ACTIVATIONS[o.teacher_activation]
+    act = activations.get(o.teacher_activation).value
 
     def sample(m):
         X = rng.standard_normal((m, o.d))
-        y = act(X @ W) @ a + o.noise * rng.standard_normal(m)
+        y = act(np, X @ W) @ a + o.noise * rng.standard_normal(m)
         return X, y
 
     X, y = sample(o.n)
@@ -111,8 +101,7 @@ class Xor:
     labels: Literal["01", "pm1"] = "01"
 
     def check(self):
-        _positive(self, "repeat")
-        _non_negative(self, "noise")
+        validate.check(self, "data", repeat="> 0", noise=">= 0")
 
 
 def _xor(o: Xor, rng) -> Dataset:
@@ -139,8 +128,7 @@ class Sine:
     noise: float = 0.0
 
     def check(self):
-        _positive(self, "n")
-        _non_negative(self, "n_test", "noise")
+        validate.check(self, "data", n="> 0", n_test=">= 0", noise=">= 0")
         if not self.high > self.low:
             raise UserError(f"data.high = {self.high} must be above data.low = {self.low}")
 
@@ -167,8 +155,9 @@ class Blobs:
     std: float = 1.0
 
     def check(self):
-        _positive(self, "d", "n", "std")
-        _non_negative(self, "n_test", "separation")
+        validate.check(
+            self, "data", d="> 0", n="> 0", std="> 0", n_test=">= 0", separation=">= 0"
+        )
 
 
 def _blobs(o: Blobs, rng) -> Dataset:
@@ -204,8 +193,7 @@ class File:
             raise UserError("data.path is required for kind = 'file'")
         if not self.target:
             raise UserError("data.target is required for kind = 'file' (the label column)")
-        if not 0.0 <= self.test_fraction < 1.0:
-            raise UserError(f"data.test_fraction = {self.test_fraction} must be in [0, 1)")
+        validate.check(self, "data", test_fraction="in [0, 1)")
 
 
 def read_table(path: Path):
@@ -235,6 +223,8 @@ def _file(o: File, rng) -> Dataset:
             f"(columns: {', '.join(map(str, frame.columns))})"
         )
     features = list(o.features) or [c for c in frame.columns if c != o.target]
+    if not features:
+        raise UserError(f"data file {o.path} has no feature columns besides {o.target!r}")
     missing = [c for c in features if c not in frame.columns]
     if missing:
         raise UserError(f"data.features not in {o.path}: {', '.join(missing)}")
@@ -274,14 +264,3 @@ def make_dataset(kind: str, options, rng: np.random.Generator) -> Dataset:
     """The data set of ``kind`` with ``options`` (its dataclass), drawn from ``rng``."""
     return KINDS[kind][1](options, rng)
 
-
-def _positive(o, *names):
-    for name in names:
-        if not getattr(o, name) > 0:
-            raise UserError(f"data.{name} = {getattr(o, name)} must be positive")
-
-
-def _non_negative(o, *names):
-    for name in names:
-        if not getattr(o, name) >= 0:
-            raise UserError(f"data.{name} = {getattr(o, name)} must be non-negative")

@@ -12,6 +12,7 @@ matrix stored row-major as ``(fan_in, fan_out)``. Blocks that are switched off
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import NamedTuple
 
 
@@ -65,7 +66,7 @@ class Layout:
         """Number of hidden layers."""
         return len(self.widths)
 
-    @property
+    @cached_property
     def blocks(self) -> tuple[Block, ...]:
         blocks = []
         offset = 0
@@ -90,14 +91,13 @@ class Layout:
         last = self.blocks[-1]
         return last.offset + last.size
 
-    def block(self, name: str) -> Block:
-        for b in self.blocks:
-            if b.name == name:
-                return b
-        raise KeyError(name)
+    @cached_property
+    def _by_name(self) -> dict[str, Block]:
+        return {b.name: b for b in self.blocks}
 
-    def has(self, name: str) -> bool:
-        return any(b.name == name for b in self.blocks)
+    def block(self, name: str) -> Block:
+        """The block called ``name`` (``W1``, ``b1``, ..., ``W_out``, ``b_out``)."""
+        return self._by_name[name]
 
     def view(self, theta, name: str):
         """View of block ``name`` of every network: shape ``(R, *block.shape)``."""

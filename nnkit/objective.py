@@ -18,29 +18,27 @@ Losses:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
+from . import validate
 from .activations import sigmoid
-
-LOSSES = ("squared", "logistic")
-REDUCTIONS = ("mean", "sum")
 
 
 @dataclass(frozen=True)
 class Objective:
-    loss: str = "squared"
-    reduction: str = "mean"
+    """The ``[objective]`` table: loss, conventions and penalties."""
+
+    loss: Literal["squared", "logistic"] = "squared"
+    reduction: Literal["mean", "sum"] = "mean"
     half: bool = False
     l2: float = 0.0
     l1: float = 0.0
     regularize_bias: bool = False
 
-    def __post_init__(self):
-        if self.loss not in LOSSES:
-            raise ValueError(f"unknown loss {self.loss!r} (expected one of {', '.join(LOSSES)})")
-        if self.reduction not in REDUCTIONS:
-            raise ValueError(f"unknown reduction {self.reduction!r} (expected mean or sum)")
+    def check(self):
+        validate.check(self, "objective", l2=">= 0", l1=">= 0")
 
     def scale(self, n: int) -> float:
         """The factor ``c / n`` (mean) or ``c`` (sum) in front of the summed loss."""

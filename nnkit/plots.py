@@ -83,7 +83,7 @@ def plot_run(run) -> list[Path]:
 
 
 def _point_title(run, group, p):
-    sweep = [c for c in run.runs.columns if "." in c]
+    sweep = run.sweep_keys
     values = ", ".join(f"{c} = {group[c].iloc[0]}" for c in sweep)
     return f"{run.meta['experiment']}, point {p}" + (f": {values}" if values else "")
 

@@ -56,10 +56,16 @@ class Run:
             raise UserError(f"run {self.path} has no sweep point {point}")
         return np.load(path, allow_pickle=False)
 
+    @property
+    def sweep_keys(self) -> list[str]:
+        """The swept config keys; each is a column of :attr:`runs`."""
+        return list(self.config.get("sweep", {}))
+
     def summary(self) -> pd.DataFrame:
+        """Per sweep point: status counts and loss quantiles (what ``nnkit show`` prints)."""
         from .runner import summary
 
-        return summary(self.runs)
+        return summary(self.runs, self.sweep_keys)
 
     def __repr__(self):
         return f"Run({str(self.path)!r})"

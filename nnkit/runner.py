@@ -27,7 +27,7 @@ from .errors import UserError
 from .init import init_batch
 from .objective import prepare_targets
 from .seeding import data_rng
-from .train import train
+from .train import STATUSES, train
 
 #: column order of runs.parquet (sweep keys come right after ``point``)
 RUN_COLUMNS = (
@@ -50,36 +50,47 @@ def run_experiment(
     ``backend`` overrides ``experiment.run.backend``. With ``resume`` the run ``run_id``
     (default: the newest unfinished run of this experiment) is continued.
     """
-    root = Path(results_dir) / experiment.name
+    if run_id is not None:
+        config.check_plain_name(run_id, "run id")
+    results_dir = Path(results_dir)
+    if results_dir.exists() and not results_dir.is_dir():
+        raise UserError(f"results folder {results_dir} is a file, not a folder")
+    root = results_dir / experiment.name
     if resume:
         run_dir = _find_resumable(root, run_id)
         _check_same(run_dir, experiment)
         meta = storage.read_json(run_dir / "meta.json")
     else:
         run_dir = root / (run_id or _new_run_id())
-        if (run_dir / "meta.json").exists():
-            raise UserError(f"run {run_dir} exists already (use --resume to continue it)")
+        if run_dir.exists():
+            raise UserError(f"{run_dir} exists already (use --resume to continue a run)")
         meta = None
 
     be = backends.get(backend or experiment.run.backend)
     points = config.expand_sweep(experiment)
-    if meta is None:
+    problems = _problems(points)  # every point's data made and checked before any write
+    created = meta is None
+    if created:
         meta = _initial_meta(experiment, be, points)
         storage.write_json(run_dir / "config.json", experiment.to_dict())
         storage.write_json(run_dir / "meta.json", meta)
-    meta.setdefault("sessions", []).append({"backend": be.name, "device": be.device, "started": _now()})
+    session = {"backend": be.name, "device": be.device, "started": _now()}
+    meta.setdefault("sessions", []).append(session)
 
-    total = experiment.inits * len(points)
+    work = list(zip(_sweep_cells(experiment, points), [exp for _, exp in points], problems))
     started = time.perf_counter()
     try:
-        with _progress_bar(total, progress) as bar:
-            for p, (values, exp) in enumerate(points):
-                _run_point(run_dir, meta, p, values, exp, be, bar)
+        with _progress_bar(meta["inits"], progress) as bar:
+            for p, (cells, exp, problem) in enumerate(work):
+                _run_point(run_dir, meta, p, cells, exp, problem, be, bar)
     except UserError:
-        if not resume and not (run_dir / "chunks").exists():
+        if created and not (run_dir / "chunks").exists():
             shutil.rmtree(run_dir, ignore_errors=True)  # a bad input leaves no empty run
         raise
-    meta["sessions"][-1]["seconds"] = round(time.perf_counter() - started, 3)
+    finally:
+        session["seconds"] = round(time.perf_counter() - started, 3)
+        if run_dir.exists():
+            storage.write_json(run_dir / "meta.json", meta)
     _gather(run_dir, len(points))
     meta["finished"] = _now()
     meta["train_seconds"] = round(sum(s.get("seconds", 0.0) for s in meta["sessions"]), 3)
@@ -93,36 +104,47 @@ def chunk_size_for(exp: config.Experiment, n: int, d: int) -> int:
         return min(exp.run.chunk_size, exp.inits)
     widths = exp.model.hidden
     P = sum(a * b + b for a, b in zip((d, *widths), widths)) + widths[-1] + 1
-    rows = min(n, exp.train.batch_size) if exp.train.method == "sgd" else n
-    # parameters, gradient, buffers, history; per layer Z, H and dZ; outputs and residuals
-    words = 8 * P + rows * (3 * sum(widths) + 4)
+    sgd = exp.train.method == "sgd"
+    rows = min(n, exp.train.batch_size) if sgd else n
+    # parameters, gradient, buffers and copies; per layer Z, H and dZ; outputs and
+    # residuals; with SGD each init's own (rows, d) batch
+    words = 8 * P + rows * (3 * sum(widths) + 4) + (rows * d if sgd else 0)
     itemsize = 4 if exp.train.dtype == "float32" else 8
     per_init = words * itemsize
     return int(max(1, min(exp.inits, exp.run.memory_mb * 2**20 // per_init)))
 
 
-def _run_point(run_dir, meta, p, values, exp, be, bar):
-    ds = make_dataset(exp.data_kind, exp.data, data_rng(exp.seed))
+def _problems(points):
+    """``(dataset, y, y_test)`` of every sweep point; points with the same data share it."""
+    made, out = {}, []
+    for _, exp in points:
+        key = (exp.data_kind, exp.data, exp.seed)
+        if key not in made:
+            made[key] = make_dataset(exp.data_kind, exp.data, data_rng(exp.seed))
+        ds = made[key]
+        try:
+            out.append((ds, prepare_targets(exp.objective, ds.y), prepare_targets(exp.objective, ds.y_test)))
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+    return out
+
+
+def _run_point(run_dir, meta, p, values, exp, problem, be, bar):
+    ds, y, y_test = problem
     chunk = meta["chunk_sizes"][p]
     if chunk is None:  # fixed when the point starts, so that a resumed run cuts alike
         chunk = meta["chunk_sizes"][p] = chunk_size_for(exp, ds.n, ds.d)
         storage.write_json(run_dir / "meta.json", meta)
     model = exp.build_model(ds.d)
-    objective = exp.build_objective()
+    objective = exp.objective
     kernel = be.kernel(model, objective)
-    try:
-        y = prepare_targets(objective, ds.y)
-        y_test = prepare_targets(objective, ds.y_test)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-    spec = exp.init_spec()
     for c, first in enumerate(range(0, exp.inits, chunk)):
         stem = run_dir / "chunks" / f"p{p:03d}-c{c:05d}"
         ids = np.arange(first, min(first + chunk, exp.inits))
         if stem.with_suffix(".parquet").exists():
             bar.update(ids.size)
             continue
-        theta0 = init_batch(model.layout, spec, exp.seed, ids)
+        theta0 = init_batch(model.layout, exp.init, exp.seed, ids)
         t0 = time.perf_counter()
         res = train(
             kernel, be, theta0, ds.X, y, exp.train, seed=exp.seed, ids=ids,
@@ -131,7 +153,7 @@ def _run_point(run_dir, meta, p, values, exp, be, bar):
         seconds = time.perf_counter() - t0
         rows = {
             "point": p,
-            **{key: _cell(value) for key, value in values.items()},
+            **values,
             "init": ids,
             "seed": exp.seed,
             "status": res.status,
@@ -190,11 +212,20 @@ def _gather(run_dir: Path, n_points: int) -> None:
     shutil.rmtree(chunks)
 
 
-def _cell(value):
-    """A sweep value as a Parquet cell: scalars as they are, lists as text."""
-    if isinstance(value, (tuple, list)):
-        return str(list(value))
-    return value
+def _sweep_cells(experiment, points) -> list[dict]:
+    """Each point's sweep values as Parquet cells, one type per column: a key whose
+    values hold lists or mix types (numbers aside) is stored as text."""
+    as_text = {}
+    for key, values in experiment.sweep:
+        kinds = {float if type(v) is int else type(v) for v in values}
+        as_text[key] = len(kinds) > 1 or tuple in kinds
+
+    def cell(key, value):
+        if not as_text[key]:
+            return value
+        return str(list(value)) if isinstance(value, tuple) else str(value)
+
+    return [{key: cell(key, v) for key, v in values.items()} for values, _ in points]
 
 
 def _initial_meta(experiment, be, points) -> dict:
@@ -206,7 +237,8 @@ def _initial_meta(experiment, be, points) -> dict:
         "device": be.device,
         "dtype": experiment.train.dtype,
         "points": len(points),
-        "inits": experiment.inits,
+        "inits": sum(exp.inits for _, exp in points),
+        "sweep_keys": [key for key, _ in experiment.sweep],
         "chunk_sizes": [None] * len(points),
         "versions": _versions(),
         "python": platform.python_version(),
@@ -248,20 +280,27 @@ def _now() -> str:
 def _find_resumable(root: Path, run_id: str | None) -> Path:
     if run_id:
         run_dir = root / run_id
-        if not (run_dir / "meta.json").exists():
+        if not (run_dir / "meta.json").is_file():
             raise UserError(f"no run {run_id!r} to resume under {root}")
         return run_dir
-    candidates = [
-        p for p in sorted(root.glob("*/meta.json"), key=lambda p: p.parent.name)
-        if not storage.read_json(p).get("finished")
-    ]  # fmt: skip
-    if not candidates:
+    unfinished = []
+    for path in root.glob("*/meta.json"):
+        try:
+            meta = storage.read_json(path)
+        except (OSError, ValueError):
+            continue  # not a run this version can continue
+        if isinstance(meta, dict) and not meta.get("finished"):
+            unfinished.append((str(meta.get("created", "")), path.stat().st_mtime, path.parent))
+    if not unfinished:
         raise UserError(f"no unfinished run of {root.name!r} to resume under {root}")
-    return candidates[-1].parent
+    return max(unfinished)[2]
 
 
 def _check_same(run_dir: Path, experiment: config.Experiment) -> None:
-    stored = storage.read_json(run_dir / "config.json")
+    try:
+        stored = storage.read_json(run_dir / "config.json")
+    except (OSError, ValueError):
+        raise UserError(f"cannot resume {run_dir}: its config.json is missing or damaged") from None
     current = experiment.to_dict()
     for d in (stored, current):
         d.pop("run", None)
@@ -312,19 +351,20 @@ def _progress_bar(total, progress):
     return tqdm(total=total, unit="init", desc="training", disable=None if progress is None else False)
 
 
-def summary(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per sweep point: status counts and quantiles of the final loss of the inits
-    that did not diverge."""
+def summary(runs: pd.DataFrame, sweep_keys=None) -> pd.DataFrame:
+    """Per sweep point: the swept values, status counts, and quantiles of the final
+    and test loss over the inits that did not diverge."""
+    if sweep_keys is None:
+        sweep_keys = [c for c in runs.columns if c not in RUN_COLUMNS]
     rows = []
-    sweep_cols = [c for c in runs.columns if c not in RUN_COLUMNS]
     for p, group in runs.groupby("point", sort=True):
-        row = {"point": p, **{c: group[c].iloc[0] for c in sweep_cols}, "inits": len(group)}
-        for s in ("converged", "target", "max_steps", "diverged"):
+        row = {"point": p, **{c: group[c].iloc[0] for c in sweep_keys}, "inits": len(group)}
+        for s in STATUSES:
             row[s] = int((group["status"] == s).sum())
-        ok = group.loc[group["status"] != "diverged", "loss"]
+        ok = group[group["status"] != "diverged"]
         for q, name in ((0.0, "loss_min"), (0.5, "loss_median"), (1.0, "loss_max")):
-            row[name] = ok.quantile(q) if len(ok) else np.nan
-        row["test_loss_median"] = group["test_loss"].median()
+            row[name] = ok["loss"].quantile(q) if len(ok) else np.nan
+        row["test_loss_median"] = ok["test_loss"].median() if len(ok) else np.nan
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -51,6 +51,8 @@ def history_steps(max_steps: int, points: int) -> np.ndarray:
     """About ``points`` log-spaced steps in ``[0, max_steps]``, always with 0 and the end."""
     if points <= 0:
         return np.zeros(0, dtype=np.int64)
+    if points > max_steps:
+        return np.arange(max_steps + 1, dtype=np.int64)
     steps = np.geomspace(1, max(max_steps, 1), num=max(points - 1, 1)).round().astype(np.int64)
     return np.unique(np.concatenate([[0], steps, [max_steps]]))
 
@@ -89,21 +91,17 @@ def train(
     for t in range(cfg.max_steps + 1):
         if on_step is not None:
             on_step(t, rows.size)
-        check = sgd is None or t == cfg.max_steps or t % sgd.per_epoch == 0 or t in log_at
-        if check:
+        # SGD applies the stopping rules at epoch ends; history only records
+        check = sgd is None or t == cfg.max_steps or t % sgd.per_epoch == 0
+        if check or t in log_at:
             loss, g = kernel.value_and_grad(w, Xd, yd)
             loss_h = backend.to_numpy(loss).astype(np.float64)
             gn_h = backend.to_numpy(xp.sqrt(xp.sum(g * g, axis=1))).astype(np.float64)
             if hist is not None and t in log_at:
                 for key, value in zip(hist, (ids[rows], np.full(rows.size, t), loss_h, gn_h)):
                     hist[key].append(np.asarray(value))
-            finite = np.isfinite(loss_h) & np.isfinite(gn_h)
-            stop = np.full(rows.size, None, dtype=object)
-            stop[t == cfg.max_steps] = "max_steps"
-            stop[finite & (loss_h <= cfg.loss_target)] = "target"
-            stop[finite & (gn_h <= cfg.grad_tol)] = "converged"
-            stop[~finite | (loss_h > cfg.max_loss)] = "diverged"
-            done = stop != None  # noqa: E711 (element-wise)
+            stop = _stopping(cfg, t, loss_h, gn_h) if check else None
+            done = stop != None if check else np.zeros(rows.size, bool)  # noqa: E711
             if done.any():
                 where = rows[done]
                 out_theta[where] = backend.to_numpy(w[xp.asarray(np.flatnonzero(done))]).astype(
@@ -141,6 +139,18 @@ def train(
     if hist is not None and hist["init"]:
         history = {key: np.concatenate(values) for key, values in hist.items()}
     return TrainResult(out_theta, status.astype(str), steps, loss_out, gn_out, history)
+
+
+def _stopping(cfg, t, loss, grad_norm):
+    """Per init: the status it stops with at step ``t``, or None to go on."""
+    finite = np.isfinite(loss) & np.isfinite(grad_norm)
+    stop = np.full(loss.size, None, dtype=object)
+    stop[t == cfg.max_steps] = "max_steps"
+    stop[finite & (loss <= cfg.loss_target)] = "target"
+    if cfg.grad_tol > 0:
+        stop[finite & (grad_norm <= cfg.grad_tol)] = "converged"
+    stop[~finite | (loss > cfg.max_loss)] = "diverged"
+    return stop
 
 
 class _MinibatchStream:

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -138,7 +139,7 @@ def test_run_with_summary(tmp_path, exp_file):
     assert_run_folder(run_dir)
     lines = result.stdout.strip().splitlines()
     assert lines[-1] == str(run_dir)
-    assert lines[0].startswith("tiny: 8 inits x 1 point(s), backend numpy (float64)")
+    assert lines[0].startswith("tiny: 8 inits, 1 point(s), backend numpy (float64)")
     header = lines[1].split()
     for column in ("point", "inits", "converged", "max_steps", "diverged", "loss_median"):
         assert column in header
@@ -177,7 +178,7 @@ def test_show(tmp_path, exp_file):
     result = invoke("show", results / "tiny" / "a")
     assert result.exit_code == 0, result.output
     lines = result.stdout.strip().splitlines()
-    assert lines[0].startswith("tiny: 8 inits x 1 point(s), backend numpy")
+    assert lines[0].startswith("tiny: 8 inits, 1 point(s), backend numpy")
     assert "loss_median" in lines[1]
     assert len(lines) == 3
     # the numbers are those of the stored run
@@ -412,14 +413,17 @@ def test_resume_through_run_experiment(tmp_path, exp_file, monkeypatch):
 
 def test_resume_picks_newest_unfinished_run(tmp_path, exp_file, monkeypatch):
     results = tmp_path / "res"
-    interrupt_run(exp_file, results, "20200101-000000-aaaa", monkeypatch)
+    interrupt_run(exp_file, results, "zz-named-first", monkeypatch)
+    time.sleep(1.1)  # creation times have a resolution of one second
     newer = interrupt_run(exp_file, results, "20200102-000000-aaaa", monkeypatch)
+    (results / "tiny" / "broken").mkdir()
+    (results / "tiny" / "broken" / "meta.json").write_text("{not json")
     monkeypatch.setattr(nnkit.runner, "train", CountingTrain())
     result = invoke("run", exp_file, "--results", results, "--resume", "-q", *CHUNKED)
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == str(newer)
     assert (newer / "runs.parquet").is_file()
-    assert not (results / "tiny" / "20200101-000000-aaaa" / "runs.parquet").exists()
+    assert not (results / "tiny" / "zz-named-first" / "runs.parquet").exists()
 
 
 def test_resume_with_changed_config_is_user_error(tmp_path, exp_file, monkeypatch):
@@ -483,7 +487,8 @@ def test_resumed_run_records_both_sessions(tmp_path, exp_file, monkeypatch):
     meta = nnkit.load(run_dir).meta
     assert len(meta["sessions"]) == 2
     assert all(session["backend"] == "numpy" for session in meta["sessions"])
-    assert meta["train_seconds"] >= meta["sessions"][-1]["seconds"]
+    assert all(session["seconds"] > 0 for session in meta["sessions"])
+    assert meta["train_seconds"] == pytest.approx(sum(s["seconds"] for s in meta["sessions"]), abs=2e-3)
 
 
 def test_bad_input_found_while_running_leaves_no_run_folder(tmp_path):
@@ -493,4 +498,77 @@ def test_bad_input_found_while_running_leaves_no_run_folder(tmp_path):
     )
     result = invoke("run", path, "--results", tmp_path / "res", "-q")
     assert_user_error(result, "data file not found", "nowhere.csv")
+    assert run_dirs(tmp_path / "res") == []
+
+
+@pytest.mark.parametrize("run_id", [".", "..", "a/b", "/tmp/x", " a"])
+def test_run_id_must_be_a_plain_name(tmp_path, exp_file, run_id):
+    keep = tmp_path / "res" / "tiny" / "earlier"
+    keep.mkdir(parents=True)
+    result = invoke("run", exp_file, "--results", tmp_path / "res", "--run-id", run_id, "-q")
+    assert_user_error(result, "run id")
+    assert keep.is_dir()
+
+
+def test_existing_folder_is_never_reused_or_deleted(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('name = "bad"\n[data]\nkind = "file"\npath = "no.csv"\ntarget = "y"\n')
+    mine = tmp_path / "res" / "bad" / "mine"
+    mine.mkdir(parents=True)
+    (mine / "notes.txt").write_text("keep me")
+    result = invoke("run", path, "--results", tmp_path / "res", "--run-id", "mine", "-q")
+    assert_user_error(result, "exists already")
+    assert (mine / "notes.txt").read_text() == "keep me"
+
+
+def test_results_folder_that_is_a_file(tmp_path, exp_file):
+    target = tmp_path / "file"
+    target.write_text("")
+    assert_user_error(invoke("run", exp_file, "--results", target, "-q"), "is a file")
+
+
+def test_out_of_memory_is_one_line(tmp_path, exp_file, monkeypatch):
+    def too_big(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(nnkit.runner, "make_dataset", too_big)
+    result = invoke("run", exp_file, "--results", tmp_path / "res", "-q")
+    assert_user_error(result, "out of memory")
+
+
+def test_mixed_sweep_values_are_stored_as_text(tmp_path, exp_file):
+    result = invoke("run", exp_file, "--results", tmp_path / "res", "-q",
+                    "--set", "sweep.model.hidden=[[2], 3]", "--set", "sweep.train.lr=[0.1, 1]")
+    assert result.exit_code == 0, result.output
+    run = nnkit.load(result.stdout.strip())
+    assert sorted(set(run.runs["model.hidden"])) == ["3", "[2]"]
+    assert run.runs["train.lr"].dtype == float
+    assert run.summary().shape[0] == 4
+
+
+def test_swept_seed_and_inits_are_counted_and_shown(tmp_path, exp_file):
+    result = invoke("run", exp_file, "--results", tmp_path / "res",
+                    "--set", "sweep.inits=[2, 7]", "--set", "sweep.seed=[1, 2]")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("tiny: 18 inits, 4 point(s)")
+    run = nnkit.load(result.stdout.strip().splitlines()[-1])
+    assert run.meta["inits"] == 18 and len(run.runs) == 18
+    table = run.summary()
+    assert list(table["seed"]) == [1, 2, 1, 2]
+    assert list(table["inits"]) == [2, 2, 7, 7]
+
+
+@pytest.mark.parametrize("key", ["run.backend", "data.kind"])
+def test_keys_that_cannot_be_swept(tmp_path, exp_file, key):
+    value = '["numpy", "numpy"]' if key == "run.backend" else '["xor", "sine"]'
+    result = invoke("run", exp_file, "--results", tmp_path / "res", "--set", f"sweep.{key}={value}")
+    assert_user_error(result, key, "cannot be swept")
+
+
+def test_data_file_with_only_the_target(tmp_path):
+    (tmp_path / "only.csv").write_text("y\n1\n2\n3\n")
+    path = tmp_path / "only.toml"
+    path.write_text('[data]\nkind = "file"\npath = "only.csv"\ntarget = "y"\n')
+    result = invoke("run", path, "--results", tmp_path / "res", "-q")
+    assert_user_error(result, "no feature columns")
     assert run_dirs(tmp_path / "res") == []

@@ -532,3 +532,23 @@ def test_swept_relative_data_paths_are_resolved_against_experiment_folder(tmp_pa
     exp = config.load(exp_path)
     paths = [point.data.path for _, point in config.expand_sweep(exp)]
     assert paths == [str((tmp_path / "study" / name).resolve()) for name in ("a.csv", "b.csv")]
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["train.lr=inf", "init.gain=inf", "objective.l2=inf", "data.noise=inf",
+     "model.output_value=nan", "model.leaky_slope=nan", "train.loss_target=nan",
+     "seed=99999999999999999999999"],
+)
+def test_non_finite_and_out_of_range_values_are_errors(tmp_path, override):
+    path = tmp_path / "e.toml"
+    path.write_text("[data]\nkind = 'teacher_student'\n")
+    with pytest.raises(ConfigError, match=override.split("=")[0].replace(".", r"\.")):
+        config.load(path, [override])
+
+
+def test_infinite_bounds_that_switch_a_rule_off_are_allowed(tmp_path):
+    path = tmp_path / "e.toml"
+    path.write_text("")
+    exp = config.load(path, ["train.max_loss=inf", "train.loss_target=-inf"])
+    assert exp.train.max_loss == float("inf") and exp.train.loss_target == float("-inf")

@@ -66,7 +66,7 @@ def swept(tmp_path_factory):
 def recompute(exp, theta):
     """The objective and test loss of ``theta`` for ``exp``, from scratch."""
     ds = make_dataset(exp.data_kind, exp.data, data_rng(exp.seed))
-    model, objective = exp.build_model(ds.d), exp.build_objective()
+    model, objective = exp.build_model(ds.d), exp.objective
     kernel = backends.get("numpy").kernel(model, objective)
     y, y_test = prepare_targets(objective, ds.y), prepare_targets(objective, ds.y_test)
     return kernel.value(theta, ds.X, y), kernel.value(theta, ds.X_test, y_test), model
@@ -116,7 +116,7 @@ def test_params_match_model_and_losses(plain):
     np.testing.assert_allclose(run.runs["train_loss"], loss, rtol=1e-10)
     np.testing.assert_allclose(run.runs["test_loss"], test_loss, rtol=1e-10)
     # training did something: every init is below its starting loss
-    theta0 = nnkit.init_batch(model.layout, exp.init_spec(), exp.seed, np.arange(6))
+    theta0 = nnkit.init_batch(model.layout, exp.init, exp.seed, np.arange(6))
     start, _, _ = recompute(exp, theta0)
     assert (loss < start).all()
 

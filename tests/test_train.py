@@ -211,3 +211,32 @@ def test_import_pulls_in_neither_cupy_nor_numba():
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_history_does_not_change_sgd():
+    model, obj, theta, X, y = make_problem(n=20, R=5, seed=19)
+    base = TrainConfig(method="sgd", lr=0.05, batch_size=6, max_steps=300, grad_tol=0.05)
+    plain = run((model, obj, theta, X, y), base, seed=1)
+    logged = run((model, obj, theta, X, y), dataclasses.replace(base, history=50), seed=1)
+    np.testing.assert_array_equal(plain.steps, logged.steps)
+    np.testing.assert_array_equal(plain.theta, logged.theta)
+    assert (plain.steps % 3 == 0).all()  # stops only at epoch ends (20 // 6 = 3 steps)
+
+
+def test_zero_grad_tol_switches_the_rule_off():
+    """A dead ReLU network has an exactly zero gradient: with grad_tol = 0 it runs on."""
+    model, obj, theta, X, y = make_problem(
+        activation="relu", bias=False, output_bias=False, R=2, seed=20
+    )
+    theta = np.abs(theta)
+    layer1 = model.layout.weights(theta, 1)
+    layer1 *= -1  # with positive inputs every pre-activation is negative: all units dead
+    X = np.abs(X)
+    res = run((model, obj, theta, X, y), TrainConfig(lr=0.1, max_steps=5, grad_tol=0.0))
+    assert (res.grad_norm == 0).all() and (res.status == "max_steps").all()
+    res = run((model, obj, theta, X, y), TrainConfig(lr=0.1, max_steps=5, grad_tol=1e-12))
+    assert (res.status == "converged").all()
+
+
+def test_history_points_are_capped_by_the_steps():
+    assert history_steps(5, 10**20).tolist() == [0, 1, 2, 3, 4, 5]

@@ -37,7 +37,3 @@ class Backend:
         """An object with ``value_and_grad(theta, X, y)``, ``value(theta, X, y)`` and
         ``predict(theta, X)`` for networks of ``model`` under ``objective``."""
         raise NotImplementedError
-
-    def memory_bytes(self) -> int | None:
-        """Memory free for a chunk of work, or None when unknown."""
-        return None
