@@ -89,6 +89,7 @@ def run_experiment(
         raise
     finally:
         session["seconds"] = round(time.perf_counter() - started, 3)
+        session["compile_seconds"] = round(be.compile_seconds, 3)
         if run_dir.exists():
             storage.write_json(run_dir / "meta.json", meta)
     _gather(run_dir, len(points))

@@ -24,6 +24,9 @@ class Backend:
     name = "base"
     device = ""
     xp = np
+    #: seconds spent compiling kernels in this process (JIT backends), kept apart from
+    #: the training time
+    compile_seconds = 0.0
 
     def asarray(self, a, dtype):
         """Host array ``a`` on this backend's device, as ``dtype``."""
