@@ -113,6 +113,65 @@ def plot(run_dir):
         click.echo(str(path))
 
 
+@main.command()
+@click.option("--case", "case_names", multiple=True, metavar="NAME",
+              help="B1, B2 or B3 (repeatable; default: all three).")
+@click.option("--custom", "customs", multiple=True, metavar="R,n,d,k,steps[,lr]",
+              help="An extra case of the same problem at another size (repeatable).")
+@click.option("--backends", "backend_names", default="numba", show_default=True,
+              help="nnkit backends to time, comma-separated.")
+@click.option("--peers", is_flag=True, help="Also time NumPy batched, PyTorch and JAX where installed.")
+@click.option("--repeats", default=3, show_default=True, type=click.IntRange(1, 100),
+              help="Timed runs per implementation (the median is reported).")
+@click.option("--scaling", is_flag=True, help="Also time the first backend over R and n.")
+@click.option("--results", "results_dir", default="results", show_default=True, metavar="DIR",
+              help="Tables go to DIR/bench/.")
+def bench(case_names, customs, backend_names, peers, repeats, scaling, results_dir):
+    """Time training many networks against the peers (init-steps per second)."""
+    import platform
+    import time as _time
+
+    from . import bench as bm
+    from .backends import _cpu_device
+    from .errors import UserError
+
+    cases = []
+    for name in case_names or (() if customs else tuple(bm.CASES)):
+        if name not in bm.CASES:
+            raise UserError(f"unknown case {name!r} (expected one of {', '.join(bm.CASES)})")
+        cases.append(bm.CASES[name])
+    for spec in customs:
+        try:
+            cases.append(bm.custom(spec))
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+    impls, notes = bm.implementations([b.strip() for b in backend_names.split(",") if b.strip()], peers)
+    for note in notes:
+        click.echo(f"skipped {note}", err=True)
+    if not impls:
+        raise UserError("nothing to time: no usable backend or peer")
+    stamp = _time.strftime("%Y%m%d-%H%M%S")
+    machine = f"{_cpu_device()}, {platform.system()} {platform.machine()}, Python {platform.python_version()}"
+    command = "nnkit " + " ".join(sys.argv[1:])
+    table = bm.run_bench(cases, impls, repeats=repeats, echo=lambda m: click.echo(m, err=True))
+    header = (f"# nnkit bench, {_time.strftime('%Y-%m-%d')}\n\nMachine: {machine}. "
+              f"float64 GEMM rate measured in the same run: {table['gemm_gflops'].iloc[0]:.1f} GFLOP/s. "
+              f"Command: `{command}`. Medians of {repeats} runs after a warm-up, "
+              f"each implementation in its own process.")
+    paths = bm.write_table(table, Path(results_dir) / "bench", f"bench-{stamp}", header)
+    click.echo(bm.markdown(table))
+    if scaling:
+        grow = bm.scaling(impls[0], repeats=repeats, echo=lambda m: click.echo(m, err=True))
+        cols = {"R": "R", "n": "n", "init_steps_per_s": "init-steps/s",
+                "us_per_init_step": "us per init-step", "peak_rss_mb": "peak MB"}
+        grow_paths = bm.write_table(grow, Path(results_dir) / "bench", f"scaling-{stamp}",
+                                    header.replace("# nnkit bench", "# nnkit bench --scaling"))
+        click.echo(bm.markdown(grow, cols))
+        paths += grow_paths
+    for path in paths:
+        click.echo(str(path), err=True)
+
+
 @main.command(name="backends")
 def backends_cmd():
     """List the backends, the device each would use here, or why it cannot run."""

@@ -1,0 +1,62 @@
+"""The benchmark cases: train R networks ``f(x) = v . relu(W^T x)`` (no biases) with
+plain full-batch gradient descent on ``mean((f(x) - y)**2)``, from the same data and the
+same starting points in every implementation.
+
+Teacher ``y = sum(relu(W*^T x))`` with ``W*`` standard normal over ``sqrt(d)``, inputs
+``X ~ N(0, I_d)``; inits ``W ~ N(0, 1/d)``, ``v ~ N(0, 1/k)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    R: int
+    n: int
+    d: int
+    k: int
+    steps: int
+    lr: float
+    what: str = ""
+
+    @property
+    def flops_per_init_step(self) -> float:
+        """Useful floating-point operations of one gradient step of one network: the
+        forward products ``X W`` and ``H v`` and their two backward products."""
+        return 4.0 * self.n * self.k * (self.d + 1)
+
+    def label(self) -> str:
+        return f"{self.name} (R={self.R:,} n={self.n:,} d={self.d} k={self.k} steps={self.steps})"
+
+
+CASES = {
+    "B1": Case("B1", 1_000, 1_000, 10, 10, 100, 0.05, "medium"),
+    "B2": Case("B2", 100_000, 4, 2, 3, 100, 0.05, "tiny-many"),
+    "B3": Case("B3", 128, 2_000, 50, 100, 20, 0.01, "wide"),
+}
+
+
+def custom(spec: str) -> Case:
+    """A case from ``R,n,d,k,steps[,lr]``."""
+    parts = spec.split(",")
+    if len(parts) not in (5, 6):
+        raise ValueError(f"a custom case is R,n,d,k,steps[,lr], got {spec!r}")
+    R, n, d, k, steps = (int(p) for p in parts[:5])
+    lr = float(parts[5]) if len(parts) == 6 else 0.05
+    return Case(f"R{R}-n{n}-d{d}-k{k}", R, n, d, k, steps, lr, "custom")
+
+
+def problem(case: Case, seed: int = 0):
+    """``X (n, d)``, ``y (n,)``, ``W0 (R, d, k)``, ``v0 (R, k)``, all float64."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((case.n, case.d))
+    teacher = rng.standard_normal((case.d, case.k)) / np.sqrt(case.d)
+    y = np.maximum(X @ teacher, 0.0).sum(axis=1)
+    W0 = rng.standard_normal((case.R, case.d, case.k)) / np.sqrt(case.d)
+    v0 = rng.standard_normal((case.R, case.k)) / np.sqrt(case.k)
+    return X, y, W0, v0
