@@ -100,14 +100,14 @@ def train(
             if hist is not None and t in log_at:
                 for key, value in zip(hist, (ids[rows], np.full(rows.size, t), loss_h, gn_h)):
                     hist[key].append(np.asarray(value))
-            stop = _stopping(cfg, t, loss_h, gn_h) if check else None
-            done = stop != None if check else np.zeros(rows.size, bool)  # noqa: E711
+            stop = _stopping(cfg, t, loss_h, gn_h) if check else np.zeros(rows.size, np.int8)
+            done = stop > 0
             if done.any():
                 where = rows[done]
                 out_theta[where] = backend.to_numpy(w[xp.asarray(np.flatnonzero(done))]).astype(
                     np.float64
                 )
-                status[where] = stop[done]
+                status[where] = np.asarray(STATUSES)[stop[done] - 1]
                 steps[where] = t
                 loss_out[where] = loss_h[done]
                 gn_out[where] = gn_h[done]
@@ -142,15 +142,16 @@ def train(
 
 
 def _stopping(cfg, t, loss, grad_norm):
-    """Per init: the status it stops with at step ``t``, or None to go on."""
+    """Per init: 0 to go on, else 1 + the index in :data:`STATUSES` of its status."""
     finite = np.isfinite(loss) & np.isfinite(grad_norm)
-    stop = np.full(loss.size, None, dtype=object)
-    stop[t == cfg.max_steps] = "max_steps"
-    stop[finite & (loss <= cfg.loss_target)] = "target"
+    code = np.zeros(loss.size, dtype=np.int8)
+    if t == cfg.max_steps:
+        code[:] = 3
+    code[finite & (loss <= cfg.loss_target)] = 2
     if cfg.grad_tol > 0:
-        stop[finite & (grad_norm <= cfg.grad_tol)] = "converged"
-    stop[~finite | (loss > cfg.max_loss)] = "diverged"
-    return stop
+        code[finite & (grad_norm <= cfg.grad_tol)] = 1
+    code[~finite | (loss > cfg.max_loss)] = 4
+    return code
 
 
 class _MinibatchStream:
