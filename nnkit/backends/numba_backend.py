@@ -1,4 +1,5 @@
-"""The ``numba`` backend: fused CPU kernels (``numba_kernels.py``), parallel over cores.
+"""The ``numba`` backend: fused CPU kernels generated per model (``numba_codegen.py``),
+parallel over the cores.
 
 Parameters cross into the kernels' layout, inits as the fast axis, at each call; the
 penalty and everything outside the hot loop are the reference's own code.
@@ -17,10 +18,17 @@ from .numpy_backend import _cpu_device
 from .reference import ReferenceKernel
 
 
+def _cores() -> int:
+    """Cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 def probe():
     if importlib.util.find_spec("numba") is None:
         return False, "", "numba is not installed"
-    return True, f"{_cpu_device()}, {os.cpu_count()} threads", ""
+    return True, f"{_cpu_device()}, {_cores()} threads", ""
 
 
 def make():
@@ -31,44 +39,48 @@ class NumbaBackend(Backend):
     name = "numba"
 
     def __init__(self):
-        from . import numba_kernels  # the only place numba is imported
+        from . import numba_codegen  # numba itself is imported by the generated kernels
 
-        self._kernels = numba_kernels
+        self._codegen = numba_codegen
         self.device = probe()[1]
         self.compile_seconds = 0.0
+        self.threads = _cores()
+        self._pool = None
+
+    def split(self, blocks: int) -> list[tuple[int, int]]:
+        """``blocks`` cut into at most one contiguous range per thread."""
+        parts = min(self.threads, blocks)
+        edges = [blocks * i // parts for i in range(parts + 1)]
+        return [(a, b) for a, b in zip(edges[:-1], edges[1:])]
+
+    def run_threads(self, kernel, args, ranges):
+        """``kernel(*args, first, last)`` for every range, on all cores at once."""
+        if len(ranges) <= 1:
+            for first, last in ranges:
+                kernel(*args, first, last)
+            return
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="nnkit-numba")
+        for future in [self._pool.submit(kernel, *args, a, b) for a, b in ranges]:
+            future.result()
 
     def kernel(self, model, objective):
         return NumbaKernel(model, objective, self)
 
 
 class NumbaKernel(ReferenceKernel):
-    """``value_and_grad`` from the fused kernel; ``predict`` from the reference."""
+    """``value_and_grad`` from a fused kernel generated for the model; ``predict`` from
+    the reference."""
 
     def __init__(self, model, objective, backend):
         super().__init__(model, objective, backend.xp)
         self._backend = backend
-        k = backend._kernels
-        lay = model.layout
-        depth = lay.depth
-        self._lanes = k.LANES
-        self._widths = np.array(lay.widths, dtype=np.int64)
-        self._act_codes = np.array([k.ACTIVATION_CODES[a] for a in model.activations], dtype=np.int64)
-        self._has_bias = np.array(lay.bias, dtype=np.int64)
-        self._w_off = np.array([lay.block(f"W{l}").offset for l in range(1, depth + 1)], dtype=np.int64)
-        self._b_off = np.array(
-            [lay.block(f"b{l}").offset if lay.bias[l - 1] else 0 for l in range(1, depth + 1)],
-            dtype=np.int64,
-        )
-        self._out = np.array(
-            [
-                int(lay.output_trained),
-                lay.block("W_out").offset if lay.output_trained else 0,
-                int(lay.output_bias),
-                lay.block("b_out").offset if lay.output_bias else 0,
-            ],
-            dtype=np.int64,
-        )
-        self._loss_code = k.LOSS_CODES[objective.loss]
+        self._lanes = backend._codegen.LANES
+        started = time.perf_counter()
+        self._fused = backend._codegen.load_kernel(model, objective.loss)
+        backend.compile_seconds += time.perf_counter() - started
 
     def value(self, theta, X, y):
         return self.value_and_grad(theta, X, y)[0]
@@ -92,16 +104,16 @@ class NumbaKernel(ReferenceKernel):
             y2[:R] = y
         loss = np.empty(padded, dtype=dtype)
         gT = np.empty((P, padded), dtype=dtype)
+        compiled = len(self._fused.signatures)
         started = time.perf_counter()
-        compiled = len(self._backend._kernels.value_and_grad.signatures)
-        self._backend._kernels.value_and_grad(
-            thT, np.ascontiguousarray(X3), np.ascontiguousarray(y2), self._widths, self._act_codes,
-            self._has_bias, self._w_off, self._b_off, self._out,
-            float(self.layout.output_value), float(self.model.leaky_slope), self._loss_code,
-            float(self.objective.scale(X.shape[-2])), loss, gT,
-        )  # fmt: skip
-        if len(self._backend._kernels.value_and_grad.signatures) > compiled:
+        scale = dtype.type(self.objective.scale(X.shape[-2]))
+        args = (thT, np.ascontiguousarray(X3), np.ascontiguousarray(y2), scale, loss, gT)
+        ranges = self._backend.split(padded // lanes)
+        if compiled == 0:  # compile (or load) once, before any thread runs it
+            self._fused(*args, *ranges[0])
             self._backend.compile_seconds += time.perf_counter() - started
+            ranges = ranges[1:]
+        self._backend.run_threads(self._fused, args, ranges)
         loss = loss[:R]
         grad = np.ascontiguousarray(gT[:, :R].T)
         if self.objective.has_penalty():
