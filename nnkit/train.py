@@ -65,10 +65,23 @@ def train(
     ``cfg`` is a :class:`nnkit.config.TrainConfig`. ``ids (R,)`` are the init ids (they
     pick each init's SGD stream); ``on_finish(k)`` is called when ``k`` more inits stop,
     ``on_step(t, running)`` before every step with the number of inits still running.
+    A kernel with ``train_fused`` (the ``numba`` backend) runs full-batch training
+    without history in one compiled loop, calling neither back until it is done.
     """
     theta0 = np.asarray(theta0, dtype=np.float64)
+    ids = np.arange(theta0.shape[0]) if ids is None else np.asarray(ids)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # divergence is
+        return _train(kernel, backend, theta0, X, y, cfg, seed, ids, on_finish, on_step)  # handled
+
+
+def _train(kernel, backend, theta0, X, y, cfg, seed, ids, on_finish, on_step):
     R, P = theta0.shape
-    ids = np.arange(R) if ids is None else np.asarray(ids)
+    fused = getattr(kernel, "train_fused", None)
+    if fused is not None and cfg.method != "sgd" and cfg.history == 0 and np.ndim(X) == 2:
+        result = fused(theta0, X, y, cfg)  # the whole loop in one compiled kernel
+        if on_finish is not None:
+            on_finish(R)
+        return result
     xp = backend.xp
     dtype = getattr(xp, cfg.dtype)
     Xd = backend.asarray(X, dtype)

@@ -6,6 +6,8 @@ Each generated kernel costs a compilation, so a few models cover every activatio
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -115,3 +117,30 @@ def test_auto_picks_numba_on_a_cpu_machine():
     if any(backends.probe(name).usable for name in ("cuda", "cupy")):
         pytest.skip("a GPU backend is usable here")
     assert backends.resolve("auto") == "numba"
+
+
+@pytest.mark.parametrize("method", ["gd", "momentum", "nesterov"])
+@pytest.mark.parametrize("name", ["relu-sigmoid-tanh", "linear-softplus-leaky"])
+def test_fused_training_equals_the_step_by_step_loop(name, method):
+    """The whole loop in the kernel: same updates, stops and final values as the
+    reference trainer, with inits that converge, diverge and run out of steps."""
+    model, obj, theta, X, y = make_problem(R=70, n=11, seed=9, l2=1e-3, l1=1e-4, **MODELS[name])
+    theta = theta * 0.5
+    theta[6, 0] = np.nan  # diverges at once
+    cfg = TrainConfig(method=method, lr=0.05, momentum=0.7, max_steps=300, grad_tol=0.0)
+    plain = train(NUMPY.kernel(model, obj), NUMPY, theta, X, y, cfg)
+    # a tolerance that about half of the inits reach before the last step
+    cfg = dataclasses.replace(cfg, grad_tol=float(np.nanmedian(plain.grad_norm)) * 1.5)
+    kernel = NUMBA.kernel(model, obj)
+    fused = kernel.train_fused(theta, X, y, cfg)
+    ref = train(NUMPY.kernel(model, obj), NUMPY, theta, X, y, cfg)
+    np.testing.assert_array_equal(fused.status, ref.status)
+    assert {"converged", "diverged"} <= set(ref.status)
+    np.testing.assert_array_equal(fused.steps, ref.steps)
+    ok = ref.status != "diverged"
+    np.testing.assert_allclose(fused.theta[ok], ref.theta[ok], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(fused.loss[ok], ref.loss[ok], rtol=1e-10)
+    np.testing.assert_allclose(fused.grad_norm[ok], ref.grad_norm[ok], rtol=1e-8, atol=1e-12)
+    # train() takes the fused path for the numba backend
+    via_train = train(kernel, NUMBA, theta, X, y, cfg)
+    np.testing.assert_array_equal(via_train.theta, fused.theta)

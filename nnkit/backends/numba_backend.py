@@ -79,7 +79,7 @@ class NumbaKernel(ReferenceKernel):
         self._backend = backend
         self._lanes = backend._codegen.LANES
         started = time.perf_counter()
-        self._fused = backend._codegen.load_kernel(model, objective.loss)
+        self._module = backend._codegen.load_kernel(model, objective.loss)
         backend.compile_seconds += time.perf_counter() - started
 
     def value(self, theta, X, y):
@@ -104,19 +104,66 @@ class NumbaKernel(ReferenceKernel):
             y2[:R] = y
         loss = np.empty(padded, dtype=dtype)
         gT = np.empty((P, padded), dtype=dtype)
-        compiled = len(self._fused.signatures)
+        fused = self._module.value_and_grad
+        compiled = len(fused.signatures)
         started = time.perf_counter()
         scale = dtype.type(self.objective.scale(X.shape[-2]))
         args = (thT, np.ascontiguousarray(X3), np.ascontiguousarray(y2), scale, loss, gT)
         ranges = self._backend.split(padded // lanes)
         if compiled == 0:  # compile (or load) once, before any thread runs it
-            self._fused(*args, *ranges[0])
+            fused(*args, *ranges[0])
             self._backend.compile_seconds += time.perf_counter() - started
             ranges = ranges[1:]
-        self._backend.run_threads(self._fused, args, ranges)
+        self._backend.run_threads(fused, args, ranges)
         loss = loss[:R]
         grad = np.ascontiguousarray(gT[:, :R].T)
         if self.objective.has_penalty():
             value, pgrad = self.objective.penalty(self._xp, theta, self._penalty_mask(self._xp, theta))
             loss, grad = loss + value, grad + pgrad
         return loss, grad
+
+    def train_fused(self, theta0, X, y, cfg):
+        """All of full-batch training (``gd``, ``momentum``, ``nesterov``) in the kernel:
+        the same updates and stopping rules as :func:`nnkit.train.train`, with the
+        parameters of each block of inits kept in the cache from the first step to the
+        last. Returns a :class:`nnkit.train.TrainResult` without history."""
+        from ..train import STATUSES, TrainResult
+
+        dtype = np.dtype(cfg.dtype)
+        R, P = theta0.shape
+        lanes = self._lanes
+        padded = -(-R // lanes) * lanes
+        thT = np.zeros((P, padded), dtype=dtype)
+        thT[:, :R] = theta0.T
+        status = np.zeros(padded, dtype=np.int8)
+        steps = np.zeros(padded, dtype=np.int64)
+        loss = np.full(padded, np.nan)
+        norm = np.full(padded, np.nan)
+        obj = self.objective
+        args = (
+            thT, np.ascontiguousarray(np.asarray(X, dtype=dtype)[None]),
+            np.ascontiguousarray(np.asarray(y, dtype=dtype)[None]),
+            dtype.type(obj.scale(X.shape[0])), self._mask.astype(dtype), obj.l2, obj.l1,
+            cfg.lr, cfg.momentum, ("gd", "momentum", "nesterov").index(cfg.method),
+            cfg.max_steps, cfg.grad_tol, cfg.loss_target, cfg.max_loss, R, status, steps, loss, norm,
+        )  # fmt: skip
+        fused = self._module.train
+        ranges = self._backend.split(padded // lanes)
+        if not fused.signatures:
+            started = time.perf_counter()
+            fused.compile(tuple(numba_typeof(a) for a in args) + (numba_typeof(0), numba_typeof(0)))
+            self._backend.compile_seconds += time.perf_counter() - started
+        self._backend.run_threads(fused, args, ranges)
+        return TrainResult(
+            theta=np.ascontiguousarray(thT[:, :R].T, dtype=np.float64),
+            status=np.asarray(STATUSES)[status[:R] - 1],
+            steps=steps[:R],
+            loss=loss[:R],
+            grad_norm=norm[:R],
+        )
+
+
+def numba_typeof(value):
+    from numba import typeof
+
+    return typeof(value)
