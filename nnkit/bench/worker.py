@@ -15,8 +15,9 @@ from . import cases, peers
 
 
 def nnkit_run(backend_name):
-    from nnkit import backends
+    from nnkit import backends, config
     from nnkit.config import TrainConfig
+    from nnkit.runner import chunk_size_for
     from nnkit.layout import Layout
     from nnkit.model import Model
     from nnkit.objective import Objective
@@ -28,10 +29,17 @@ def nnkit_run(backend_name):
         model = Model(Layout(case.d, (case.k,), (False,)), ("relu",))
         kernel = backend.kernel(model, Objective())
         cfg = TrainConfig(lr=case.lr, max_steps=case.steps, grad_tol=0.0, max_loss=float("inf"))
+        # chunks of inits as `nnkit run` cuts them (default memory budget)
+        exp = config.from_dict({"inits": case.R, "model": {"hidden": [case.k], "bias": False}})
+        chunk = chunk_size_for(exp, case.n, case.d)
 
         def run(W0, v0):
             theta0 = np.concatenate([W0.reshape(case.R, -1), v0], axis=1)
-            return train(kernel, backend, theta0, X, y, cfg).loss
+            parts = [
+                train(kernel, backend, theta0[a : a + chunk], X, y, cfg).loss
+                for a in range(0, case.R, chunk)
+            ]
+            return np.concatenate(parts)
 
         return run
 
