@@ -99,8 +99,13 @@ def run_experiment(
     return run_dir
 
 
-def chunk_size_for(exp: config.Experiment, n: int, d: int) -> int:
-    """Inits per chunk: ``run.chunk_size``, or as many as fit in ``run.memory_mb``."""
+def chunk_size_for(exp: config.Experiment, n: int, d: int, backend=None) -> int:
+    """Inits per chunk: ``run.chunk_size``, or as many as fit in ``run.memory_mb``.
+
+    A backend that keeps per-sample activations (the reference) needs room for them;
+    one with fused kernels (``backend.fused = True``) only for parameters and buffers.
+    The result is rounded down to a multiple of ``backend.chunk_multiple`` when larger.
+    """
     if exp.run.chunk_size:
         return min(exp.run.chunk_size, exp.inits)
     widths = exp.model.hidden
@@ -109,10 +114,12 @@ def chunk_size_for(exp: config.Experiment, n: int, d: int) -> int:
     rows = min(n, exp.train.batch_size) if sgd else n
     # parameters, gradient, buffers and copies; per layer Z, H and dZ; outputs and
     # residuals; with SGD each init's own (rows, d) batch
-    words = 8 * P + rows * (3 * sum(widths) + 4) + (rows * d if sgd else 0)
+    activations = 0 if getattr(backend, "fused", False) else rows * (3 * sum(widths) + 4)
+    words = 8 * P + activations + (rows * d if sgd else 0)
     itemsize = 4 if exp.train.dtype == "float32" else 8
-    per_init = words * itemsize
-    return int(max(1, min(exp.inits, exp.run.memory_mb * 2**20 // per_init)))
+    chunk = int(max(1, min(exp.inits, exp.run.memory_mb * 2**20 // (words * itemsize))))
+    multiple = getattr(backend, "chunk_multiple", 1)
+    return chunk - chunk % multiple if chunk < exp.inits and chunk > multiple else chunk
 
 
 def _problems(points):
@@ -134,7 +141,7 @@ def _run_point(run_dir, meta, p, values, exp, problem, be, bar):
     ds, y, y_test = problem
     chunk = meta["chunk_sizes"][p]
     if chunk is None:  # fixed when the point starts, so that a resumed run cuts alike
-        chunk = meta["chunk_sizes"][p] = chunk_size_for(exp, ds.n, ds.d)
+        chunk = meta["chunk_sizes"][p] = chunk_size_for(exp, ds.n, ds.d, be)
         storage.write_json(run_dir / "meta.json", meta)
     model = exp.build_model(ds.d)
     objective = exp.objective

@@ -37,6 +37,8 @@ def make():
 
 class NumbaBackend(Backend):
     name = "numba"
+    #: no per-sample activations are stored: a chunk needs room for parameters only
+    fused = True
 
     def __init__(self):
         from . import numba_codegen  # numba itself is imported by the generated kernels
@@ -45,6 +47,8 @@ class NumbaBackend(Backend):
         self.device = probe()[1]
         self.compile_seconds = 0.0
         self.threads = _cores()
+        #: chunks are cut in whole blocks of lanes, one per thread
+        self.chunk_multiple = numba_codegen.LANES * self.threads
         self._pool = None
 
     def split(self, blocks: int) -> list[tuple[int, int]]:

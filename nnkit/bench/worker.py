@@ -31,7 +31,7 @@ def nnkit_run(backend_name):
         cfg = TrainConfig(lr=case.lr, max_steps=case.steps, grad_tol=0.0, max_loss=float("inf"))
         # chunks of inits as `nnkit run` cuts them (default memory budget)
         exp = config.from_dict({"inits": case.R, "model": {"hidden": [case.k], "bias": False}})
-        chunk = chunk_size_for(exp, case.n, case.d)
+        chunk = chunk_size_for(exp, case.n, case.d, backend)
 
         def run(W0, v0):
             theta0 = np.concatenate([W0.reshape(case.R, -1), v0], axis=1)
