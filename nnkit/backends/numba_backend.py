@@ -1,8 +1,9 @@
 """The ``numba`` backend: fused CPU kernels generated per model (``numba_codegen.py``),
-parallel over the cores.
+run on all cores.
 
-Parameters cross into the kernels' layout, inits as the fast axis, at each call; the
-penalty and everything outside the hot loop are the reference's own code.
+Full-batch training runs whole inside a kernel (``NumbaKernel.train_fused``); for SGD
+and runs with history, parameters cross into the kernels' layout (inits as the fast
+axis) at each step, and the penalty is the reference's own code.
 """
 
 from __future__ import annotations
@@ -153,9 +154,11 @@ class NumbaKernel(ReferenceKernel):
         )  # fmt: skip
         fused = self._module.train
         ranges = self._backend.split(padded // lanes)
-        if not fused.signatures:
+        if not fused.signatures:  # compile (or load) once, before any thread runs it
+            from numba import typeof
+
             started = time.perf_counter()
-            fused.compile(tuple(numba_typeof(a) for a in args) + (numba_typeof(0), numba_typeof(0)))
+            fused.compile(tuple(typeof(a) for a in (*args, 0, 0)))
             self._backend.compile_seconds += time.perf_counter() - started
         self._backend.run_threads(fused, args, ranges)
         return TrainResult(
@@ -166,8 +169,3 @@ class NumbaKernel(ReferenceKernel):
             grad_norm=norm[:R],
         )
 
-
-def numba_typeof(value):
-    from numba import typeof
-
-    return typeof(value)

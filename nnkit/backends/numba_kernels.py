@@ -1,8 +1,8 @@
-"""Element-wise pieces of the ``numba`` backend's kernels: activations, their
-derivatives and the logistic loss's functions, each branch picked once per row of lanes.
+"""Scalar functions the generated kernels of the ``numba`` backend call (inlined):
+overflow-free sigmoid and softplus, and tanh through ``expm1``.
 
-The kernels themselves are generated per model by ``numba_codegen.py`` and call these
-(inlined). Imported only by the ``numba`` backend, never by ``import nnkit``.
+The kernels themselves are generated per model by ``numba_codegen.py``. Imported only
+by those kernels, never by ``import nnkit``.
 """
 
 from __future__ import annotations
@@ -35,47 +35,3 @@ def tanh(z):
         return 1.0 if z > 0 else -1.0
     e = math.expm1(2.0 * z)
     return e / (e + 2.0)
-
-
-@njit(inline="always", fastmath=FASTMATH)
-def activate(code, slope, z, h, o, lanes):
-    """``h[o:o+lanes] = a(z[o:o+lanes])`` for the activation with ``code``."""
-    if code == 0:
-        for q in range(o, o + lanes):
-            h[q] = max(z[q], 0.0)
-    elif code == 1:
-        for q in range(o, o + lanes):
-            h[q] = sigmoid(z[q])
-    elif code == 2:
-        for q in range(o, o + lanes):
-            h[q] = tanh(z[q])
-    elif code == 3:
-        for q in range(o, o + lanes):
-            h[q] = z[q]
-    elif code == 4:
-        for q in range(o, o + lanes):
-            h[q] = softplus(z[q])
-    else:
-        for q in range(o, o + lanes):
-            h[q] = z[q] if z[q] > 0 else slope * z[q]
-
-
-@njit(inline="always", fastmath=FASTMATH)
-def times_derivative(code, slope, z, h, o, dz, lanes):
-    """``dz[o:o+lanes] *= a'(z[o:o+lanes])``, reusing ``h = a(z)`` where it helps."""
-    if code == 0:
-        for q in range(o, o + lanes):
-            dz[q] = dz[q] if z[q] > 0 else 0.0
-    elif code == 1:
-        for q in range(o, o + lanes):
-            dz[q] *= h[q] * (1.0 - h[q])
-    elif code == 2:
-        for q in range(o, o + lanes):
-            dz[q] *= 1.0 - h[q] * h[q]
-    elif code == 4:
-        for q in range(o, o + lanes):
-            dz[q] *= sigmoid(z[q])
-    elif code == 5:
-        for q in range(o, o + lanes):
-            dz[q] = dz[q] if z[q] > 0 else slope * dz[q]
-    # code 3 (linear): the derivative is one
