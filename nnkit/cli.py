@@ -189,9 +189,11 @@ def _print_summary(result):
     import pandas as pd
 
     meta = result.meta
+    compiling = sum(session.get("compile_seconds", 0.0) for session in meta.get("sessions", []))
     click.echo(
         f"{meta['experiment']}: {meta['inits']} inits, {meta['points']} point(s), "
         f"backend {meta['backend']} ({meta['dtype']}), {meta.get('train_seconds', 0):.2f} s"
+        + (f" ({compiling:.2f} s of it compiling kernels)" if compiling >= 0.5 else "")
     )
     with pd.option_context("display.width", 200, "display.max_columns", 30,
                            "display.float_format", "{:.4g}".format):
