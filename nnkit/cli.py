@@ -115,14 +115,15 @@ def plot(run_dir):
 
 @main.command()
 @click.option("--case", "case_names", multiple=True, metavar="NAME",
-              help="B1, B2 or B3 (repeatable; default: all three).")
+              help="B1, B2 or B3 (repeatable; default: all three, or none with --custom).")
 @click.option("--custom", "customs", multiple=True, metavar="R,n,d,k,steps[,lr]",
-              help="An extra case of the same problem at another size (repeatable).")
+              help="A case of the same problem at another size (repeatable).")
 @click.option("--backends", "backend_names", default="numba", show_default=True,
-              help="nnkit backends to time, comma-separated.")
+              help="nnkit backends to time, comma-separated (auto allowed).")
 @click.option("--peers", is_flag=True, help="Also time NumPy batched, PyTorch and JAX where installed.")
 @click.option("--repeats", default=3, show_default=True, type=click.IntRange(1, 100),
-              help="Timed runs per implementation (the median is reported).")
+              help="Timed runs per implementation; the median is reported (use at least 3 "
+                   "for figures you quote).")
 @click.option("--scaling", is_flag=True, help="Also time the first backend over R and n.")
 @click.option("--results", "results_dir", default="results", show_default=True, metavar="DIR",
               help="Tables go to DIR/bench/.")

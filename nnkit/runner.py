@@ -169,7 +169,7 @@ def _run_point(run_dir, meta, p, values, exp, problem, be, bar):
             "loss": res.loss,
             "grad_norm": res.grad_norm,
         }
-        rows.update(_evaluate(kernel, be, objective, exp.train.dtype, res.theta, ds, y, y_test))
+        rows.update(_evaluate(kernel, be, objective, exp, res.theta, ds, y, y_test))
         rows.update(chunk=c, chunk_time_s=seconds)
         if res.history is not None:
             hist = pd.DataFrame({"point": p, **res.history})
@@ -178,8 +178,21 @@ def _run_point(run_dir, meta, p, values, exp, problem, be, bar):
         storage.write_parquet(stem.with_suffix(".parquet"), pd.DataFrame(rows))  # marks it done
 
 
-def _evaluate(kernel, be, objective, dtype, theta, ds, y, y_test):
-    """Data loss (no penalty) on the train and test sets, and error rates for logistic."""
+def _evaluate(kernel, be, objective, exp, theta, ds, y, y_test):
+    """Data loss (no penalty) on the train and test sets, and error rates for logistic.
+
+    Predictions store ``(rows, n, width)`` activations, so the networks are taken a
+    slice at a time that fits in ``run.memory_mb``, whatever the chunk size."""
+    per_row = 8 * max(ds.n, ds.X_test.shape[0]) * (3 * sum(exp.model.hidden) + 4)
+    step = max(1, exp.run.memory_mb * 2**20 // per_row)
+    parts = [
+        _evaluate_rows(kernel, be, objective, exp.train.dtype, theta[a : a + step], ds, y, y_test)
+        for a in range(0, theta.shape[0], step)
+    ]
+    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+
+
+def _evaluate_rows(kernel, be, objective, dtype, theta, ds, y, y_test):
     xp = be.xp
     th = be.asarray(theta, getattr(xp, dtype))
     out = {}

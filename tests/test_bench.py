@@ -72,3 +72,14 @@ def test_cli_unknown_case_is_one_line():
     result = CliRunner().invoke(main, ["bench", "--case", "B9"])
     assert result.exit_code == 2
     assert result.stderr.strip() == "Error: unknown case 'B9' (expected one of B1, B2, B3)"
+
+
+def test_a_failing_implementation_is_reported_not_fatal():
+    from nnkit.bench import run_bench
+
+    table = run_bench([TINY], ["numpy-batched", "no-such-impl"], repeats=1, echo=lambda m: None)
+    assert table.loc[table["impl"] == "numpy-batched", "init_steps_per_s"].iloc[0] > 0
+    bad = table[table["impl"] == "no-such-impl"].iloc[0]
+    assert bad["error"] and np.isnan(bad["init_steps_per_s"])
+    table = run_bench([TINY], ["no-such-impl"], repeats=1, echo=lambda m: None)
+    assert len(table) == 1 and table["error"].iloc[0]

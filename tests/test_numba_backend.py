@@ -144,3 +144,63 @@ def test_fused_training_equals_the_step_by_step_loop(name, method):
     # train() takes the fused path for the numba backend
     via_train = train(kernel, NUMBA, theta, X, y, cfg)
     np.testing.assert_array_equal(via_train.theta, fused.theta)
+
+
+def test_fused_training_float32_and_the_other_stopping_rules():
+    model, obj, theta, X, y = make_problem(R=20, n=11, seed=10, **MODELS["tanh-plain"])
+    theta[3] *= 30.0  # a large loss: stopped by max_loss
+    start = NUMPY.kernel(model, obj).value(theta, X, y)
+    cfg = TrainConfig(lr=0.1, max_steps=200, grad_tol=0.0, loss_target=float(np.median(start)) * 0.8,
+                      max_loss=float(np.sort(start)[-2]) * 1.01)  # fmt: skip
+    ref = train(NUMPY.kernel(model, obj), NUMPY, theta, X, y, cfg)
+    fused = NUMBA.kernel(model, obj).train_fused(theta, X, y, cfg)
+    assert {"target", "diverged"} <= set(ref.status)
+    np.testing.assert_array_equal(fused.status, ref.status)
+    np.testing.assert_array_equal(fused.steps, ref.steps)
+    cfg32 = dataclasses.replace(cfg, dtype="float32")
+    fused32 = NUMBA.kernel(model, obj).train_fused(theta, X, y, cfg32)
+    ref32 = train(NUMPY.kernel(model, obj), NUMPY, theta, X, y, cfg32)
+    ok = ref32.status != "diverged"
+    np.testing.assert_allclose(fused32.theta[ok], ref32.theta[ok], rtol=1e-4, atol=1e-5)
+
+
+def test_sgd_and_history_take_the_step_by_step_path():
+    model, obj, theta, X, y = make_problem(R=9, n=20, seed=11, **MODELS["relu-sigmoid-tanh"])
+    for cfg in (TrainConfig(method="sgd", lr=0.05, batch_size=6, max_steps=30, grad_tol=0.0),
+                TrainConfig(lr=0.05, max_steps=30, grad_tol=0.0, history=5)):  # fmt: skip
+        ref = train(NUMPY.kernel(model, obj), NUMPY, theta, X, y, cfg, seed=2)
+        fast = train(NUMBA.kernel(model, obj), NUMBA, theta, X, y, cfg, seed=2)
+        np.testing.assert_allclose(fast.theta, ref.theta, rtol=1e-10, atol=1e-12)
+        assert (fast.history is None) == (ref.history is None)
+
+
+def test_one_thread_and_no_networks():
+    backend = backends.get("numba")
+    backend.threads = 1
+    model, obj, theta, X, y = make_problem(R=130, seed=12, **MODELS["tanh-plain"])
+    compare_backend = backend.kernel(model, obj).value_and_grad(theta, X, y)
+    ref = NUMPY.kernel(model, obj).value_and_grad(theta, X, y)
+    np.testing.assert_allclose(compare_backend[1], ref[1], rtol=1e-12, atol=1e-14)
+    loss, grad = backend.kernel(model, obj).value_and_grad(theta[:0], X, y)
+    assert loss.shape == (0,) and grad.shape == (0, theta.shape[1])
+
+
+def test_runs_through_the_runner_match_the_reference(tmp_path):
+    from nnkit import config, load, run_experiment
+
+    path = tmp_path / "e.toml"
+    path.write_text(
+        'name = "e"\ninits = 600\n[data]\nkind = "teacher_student"\nd = 3\nn = 40\nn_test = 20\n'
+        '[model]\nhidden = [10]\nactivation = "tanh"\n[train]\nlr = 0.1\nmax_steps = 60\n'
+        "grad_tol = 1e-3\n[run]\nmemory_mb = 1\n"
+    )
+    runs = {}
+    for name in ("numpy", "numba"):
+        out = run_experiment(config.load(path), results_dir=tmp_path / name, backend=name, progress=False)
+        runs[name] = load(out)
+    chunk = runs["numba"].meta["chunk_sizes"][0]
+    assert chunk < 600 and chunk % 64 == 0  # cut by the budget, in whole blocks of lanes
+    a, b = runs["numpy"].runs, runs["numba"].runs
+    assert list(a["status"]) == list(b["status"]) and list(a["steps"]) == list(b["steps"])
+    np.testing.assert_allclose(b["loss"], a["loss"], rtol=1e-9)
+    np.testing.assert_allclose(runs["numba"].params(), runs["numpy"].params(), rtol=1e-9, atol=1e-12)

@@ -29,6 +29,10 @@ def _cores() -> int:
 def probe():
     if importlib.util.find_spec("numba") is None:
         return False, "", "numba is not installed"
+    try:
+        import numba  # noqa: F401  (only here, when a backend is asked for)
+    except Exception as exc:  # a broken install: say so instead of picking it
+        return False, "", f"numba fails to import: {exc}"
     return True, f"{_cpu_device()}, {_cores()} threads", ""
 
 
@@ -55,6 +59,8 @@ class NumbaBackend(Backend):
     def split(self, blocks: int) -> list[tuple[int, int]]:
         """``blocks`` cut into at most one contiguous range per thread."""
         parts = min(self.threads, blocks)
+        if parts == 0:
+            return []
         edges = [blocks * i // parts for i in range(parts + 1)]
         return [(a, b) for a, b in zip(edges[:-1], edges[1:])]
 
@@ -85,6 +91,7 @@ class NumbaKernel(ReferenceKernel):
         self._lanes = backend._codegen.LANES
         started = time.perf_counter()
         self._module = backend._codegen.load_kernel(model, objective.loss)
+        self._ready = set()  # (function, dtype) compiled or loaded in this process
         backend.compile_seconds += time.perf_counter() - started
 
     def value(self, theta, X, y):
@@ -110,14 +117,15 @@ class NumbaKernel(ReferenceKernel):
         loss = np.empty(padded, dtype=dtype)
         gT = np.empty((P, padded), dtype=dtype)
         fused = self._module.value_and_grad
-        compiled = len(fused.signatures)
         started = time.perf_counter()
         scale = dtype.type(self.objective.scale(X.shape[-2]))
         args = (thT, np.ascontiguousarray(X3), np.ascontiguousarray(y2), scale, loss, gT)
         ranges = self._backend.split(padded // lanes)
-        if compiled == 0:  # compile (or load) once, before any thread runs it
+        if ranges and ("value_and_grad", dtype) not in self._ready:
+            # compile (or load) for this dtype once, before any thread runs it
             fused(*args, *ranges[0])
             self._backend.compile_seconds += time.perf_counter() - started
+            self._ready.add(("value_and_grad", dtype))
             ranges = ranges[1:]
         self._backend.run_threads(fused, args, ranges)
         loss = loss[:R]
@@ -154,12 +162,13 @@ class NumbaKernel(ReferenceKernel):
         )  # fmt: skip
         fused = self._module.train
         ranges = self._backend.split(padded // lanes)
-        if not fused.signatures:  # compile (or load) once, before any thread runs it
+        if ("train", dtype) not in self._ready:  # compile (or load) before threads run it
             from numba import typeof
 
             started = time.perf_counter()
             fused.compile(tuple(typeof(a) for a in (*args, 0, 0)))
             self._backend.compile_seconds += time.perf_counter() - started
+            self._ready.add(("train", dtype))
         self._backend.run_threads(fused, args, ranges)
         return TrainResult(
             theta=np.ascontiguousarray(thT[:, :R].T, dtype=np.float64),

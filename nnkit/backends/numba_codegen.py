@@ -310,8 +310,26 @@ def _stamp() -> dict:
     return {"version": __version__, "helpers": hashlib.sha1(helpers).hexdigest()[:12]}
 
 
+def _usable(folder: Path) -> Path:
+    """``folder``, created; or, where it cannot be written, one in the temporary folder."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+        return folder
+    except OSError:
+        import tempfile
+
+        fallback = Path(tempfile.gettempdir()) / f"nnkit-kernels-{os.getuid()}"
+        fallback.mkdir(parents=True, exist_ok=True)
+        return fallback
+
+
 def cache_dir() -> Path:
-    """Where generated kernels live: ``$NNKIT_CACHE_DIR`` or ``~/.cache/nnkit/kernels``."""
+    """Where generated kernels live: ``$NNKIT_CACHE_DIR/kernels``, else
+    ``$XDG_CACHE_HOME/nnkit/kernels``, else ``~/.cache/nnkit/kernels`` (a folder in
+    the temporary directory when that cannot be written)."""
     root = os.environ.get("NNKIT_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "nnkit"
     )
@@ -326,10 +344,9 @@ def load_kernel(model, loss: str):
     (compiled on their first call, or loaded from Numba's cache)."""
     source = kernel_source(model, loss)
     key = hashlib.sha1(source.encode()).hexdigest()[:16]
-    folder = cache_dir()
+    folder = _usable(cache_dir())
     path = folder / f"nnkit_kernel_{key}.py"
     if str(path) not in _LOADED:
-        folder.mkdir(parents=True, exist_ok=True)
         if not path.is_file() or path.read_text() != source:
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
             tmp.write_text(source)

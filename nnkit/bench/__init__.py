@@ -29,6 +29,8 @@ def implementations(backend_names, with_peers: bool) -> tuple[list[str], list[st
 
     impls, notes = [], []
     for name in backend_names:
+        if name == "auto":
+            name = backends.resolve("auto")
         info = backends.probe(name)
         if info.usable:
             impls.append(f"nnkit-{name}")
@@ -45,7 +47,10 @@ def implementations(backend_names, with_peers: bool) -> tuple[list[str], list[st
 
 def _worker(args, timeout):
     cmd = [sys.executable, "-m", "nnkit.bench.worker", *args]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return {"error": f"no result within {timeout} s"}
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
@@ -70,12 +75,15 @@ def run_bench(case_list, impls, repeats=3, timeout=1800, echo=print) -> pd.DataF
             echo(f"  {case.name} {impl} ...")
             started = time.perf_counter()
             out = _worker(["--case", _case_arg(case), "--impl", impl, "--repeats", str(repeats)], timeout)
+            if "error" in out:
+                echo(f"  {case.name} {impl} failed: {out['error']}")
             rows.append({"case": case.name, "impl": impl, "R": case.R, "n": case.n, "d": case.d,
                          "k": case.k, "steps": case.steps, "wall_s": time.perf_counter() - started,
                          **out})  # fmt: skip
     table = pd.DataFrame(rows)
-    if "init_steps_per_s" not in table:
-        table["init_steps_per_s"] = float("nan")
+    for column in ("init_steps_per_s", "mean_final_loss", "error"):
+        if column not in table:
+            table[column] = float("nan") if column != "error" else ""
     table["gemm_gflops"] = gemm
     flops = {case.name: case.flops_per_init_step for case in case_list}
     table["gemm_share"] = table["init_steps_per_s"] * table["case"].map(flops) / (gemm * 1e9)
@@ -86,7 +94,8 @@ def run_bench(case_list, impls, repeats=3, timeout=1800, echo=print) -> pd.DataF
         table.loc[group.index, "vs_best_peer"] = group["init_steps_per_s"] / best
         table.loc[group.index, "vs_jax"] = group["init_steps_per_s"] / (jax.iloc[0] if len(jax) else float("nan"))
         reference = group.loc[group["impl"].isin(["numpy-batched", "nnkit-numpy"]), "mean_final_loss"]
-        if len(reference) and "mean_final_loss" in group:
+        reference = reference.dropna()
+        if len(reference):
             ref = reference.iloc[0]
             table.loc[group.index, "loss_agrees"] = (
                 (group["mean_final_loss"] - ref).abs() <= AGREEMENT * abs(ref)
@@ -119,7 +128,7 @@ COLUMNS = {
     "case": "case", "impl": "implementation", "init_steps_per_s": "init-steps/s",
     "vs_best_peer": "x best peer", "vs_jax": "x JAX", "gemm_share": "share of fp64 GEMM",
     "peak_rss_mb": "peak MB", "compile_s": "compile s", "mean_final_loss": "mean final loss",
-    "loss_agrees": "loss agrees",
+    "loss_agrees": "loss agrees", "error": "error",
 }  # fmt: skip
 
 
