@@ -34,6 +34,10 @@ def write_json(path, obj) -> None:
     _atomic(path, lambda p: p.write_text(json.dumps(obj, indent=2, default=_jsonable) + "\n"))
 
 
+def write_text(path, text: str) -> None:
+    _atomic(path, lambda p: p.write_text(text))
+
+
 def write_npy(path, array) -> None:
     def write(p):
         with open(p, "wb") as fh:

@@ -70,8 +70,9 @@ def train(
     """
     theta0 = np.asarray(theta0, dtype=np.float64)
     ids = np.arange(theta0.shape[0]) if ids is None else np.asarray(ids)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # divergence is
-        return _train(kernel, backend, theta0, X, y, cfg, seed, ids, on_finish, on_step)  # handled
+    # overflow and NaN are expected from diverging inits, which the rules below flag
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return _train(kernel, backend, theta0, X, y, cfg, seed, ids, on_finish, on_step)
 
 
 def _train(kernel, backend, theta0, X, y, cfg, seed, ids, on_finish, on_step):

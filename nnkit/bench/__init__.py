@@ -160,10 +160,9 @@ def _fmt(col, value):
 
 def write_table(table: pd.DataFrame, folder, stem: str, header: str) -> tuple[Path, Path]:
     """``folder/stem.parquet`` and ``folder/stem.md`` (with ``header`` above the table)."""
-    from ..storage import _atomic, write_parquet
+    from ..storage import write_parquet, write_text
 
     folder = Path(folder)
     write_parquet(folder / f"{stem}.parquet", table)
-    text = header.rstrip() + "\n\n" + markdown(table) + "\n"
-    _atomic(folder / f"{stem}.md", lambda p: p.write_text(text))
+    write_text(folder / f"{stem}.md", header.rstrip() + "\n\n" + markdown(table) + "\n")
     return folder / f"{stem}.parquet", folder / f"{stem}.md"
