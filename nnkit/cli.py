@@ -133,7 +133,7 @@ def bench(case_names, customs, backend_names, peers, repeats, scaling, results_d
     import time as _time
 
     from . import bench as bm
-    from .backends import _cpu_device
+    from .backends.numpy_backend import cpu_device
     from .errors import UserError
 
     cases = []
@@ -152,7 +152,7 @@ def bench(case_names, customs, backend_names, peers, repeats, scaling, results_d
     if not impls:
         raise UserError("nothing to time: no usable backend or peer")
     stamp = _time.strftime("%Y%m%d-%H%M%S")
-    machine = f"{_cpu_device()}, {platform.system()} {platform.machine()}, Python {platform.python_version()}"
+    machine = f"{cpu_device()}, {platform.system()} {platform.machine()}, Python {platform.python_version()}"
     command = "nnkit " + " ".join(sys.argv[1:])
     table = bm.run_bench(cases, impls, repeats=repeats, echo=lambda m: click.echo(m, err=True))
     header = (f"# nnkit bench, {_time.strftime('%Y-%m-%d')}\n\nMachine: {machine}. "

@@ -109,7 +109,7 @@ def chunk_size_for(exp: config.Experiment, n: int, d: int, backend=None) -> int:
     if exp.run.chunk_size:
         return min(exp.run.chunk_size, exp.inits)
     widths = exp.model.hidden
-    P = sum(a * b + b for a, b in zip((d, *widths), widths)) + widths[-1] + 1
+    P = exp.build_model(d).size
     sgd = exp.train.method == "sgd"
     rows = min(n, exp.train.batch_size) if sgd else n
     # parameters, gradient, buffers and copies; per layer Z, H and dZ; outputs and

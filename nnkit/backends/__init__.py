@@ -13,7 +13,6 @@ import importlib
 from dataclasses import dataclass
 
 from .base import Backend, BackendError
-from .numpy_backend import _cpu_device
 
 __all__ = ["Backend", "BackendError", "BackendInfo", "REGISTRY", "get", "probe", "probe_all"]
 

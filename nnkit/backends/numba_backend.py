@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from .base import Backend
-from .numpy_backend import _cpu_device
+from .numpy_backend import cpu_device
 from .reference import ReferenceKernel
 
 
@@ -33,7 +33,7 @@ def probe():
         import numba  # noqa: F401  (only here, when a backend is asked for)
     except Exception as exc:  # a broken install: say so instead of picking it
         return False, "", f"numba fails to import: {exc}"
-    return True, f"{_cpu_device()}, {_cores()} threads", ""
+    return True, f"{cpu_device()}, {_cores()} threads", ""
 
 
 def make():
@@ -97,14 +97,33 @@ class NumbaKernel(ReferenceKernel):
     def value(self, theta, X, y):
         return self.value_and_grad(theta, X, y)[0]
 
+    def _to_lanes(self, theta, dtype):
+        """``theta (R, P)`` as the kernels' ``(P, R')``, R' padded to whole lane blocks."""
+        R, P = theta.shape
+        padded = -(-R // self._lanes) * self._lanes
+        thT = np.zeros((P, padded), dtype=dtype)
+        thT[:, :R] = theta.T
+        return thT, padded
+
+    def _run(self, name, args, blocks):
+        """Kernel ``name`` over ``blocks`` lane blocks on all cores, compiled (or loaded
+        from the disk cache) for these argument types first, in this thread."""
+        kernel = getattr(self._module, name)
+        key = (name, args[0].dtype)
+        if key not in self._ready:
+            from numba import typeof
+
+            started = time.perf_counter()
+            kernel.compile(tuple(typeof(a) for a in (*args, 0, 0)))
+            self._backend.compile_seconds += time.perf_counter() - started
+            self._ready.add(key)
+        self._backend.run_threads(kernel, args, self._backend.split(blocks))
+
     def value_and_grad(self, theta, X, y):
         theta = np.asarray(theta)
         dtype = theta.dtype
-        R, P = theta.shape
-        lanes = self._lanes
-        padded = -(-R // lanes) * lanes
-        thT = np.zeros((P, padded), dtype=dtype)
-        thT[:, :R] = theta.T
+        R = theta.shape[0]
+        thT, padded = self._to_lanes(theta, dtype)
         X = np.asarray(X, dtype=dtype)
         y = np.asarray(y, dtype=dtype)
         if X.ndim == 2:
@@ -115,19 +134,10 @@ class NumbaKernel(ReferenceKernel):
             y2 = np.zeros((padded, y.shape[1]), dtype=dtype)
             y2[:R] = y
         loss = np.empty(padded, dtype=dtype)
-        gT = np.empty((P, padded), dtype=dtype)
-        fused = self._module.value_and_grad
-        started = time.perf_counter()
+        gT = np.empty_like(thT)
         scale = dtype.type(self.objective.scale(X.shape[-2]))
         args = (thT, np.ascontiguousarray(X3), np.ascontiguousarray(y2), scale, loss, gT)
-        ranges = self._backend.split(padded // lanes)
-        if ranges and ("value_and_grad", dtype) not in self._ready:
-            # compile (or load) for this dtype once, before any thread runs it
-            fused(*args, *ranges[0])
-            self._backend.compile_seconds += time.perf_counter() - started
-            self._ready.add(("value_and_grad", dtype))
-            ranges = ranges[1:]
-        self._backend.run_threads(fused, args, ranges)
+        self._run("value_and_grad", args, padded // self._lanes)
         loss = loss[:R]
         grad = np.ascontiguousarray(gT[:, :R].T)
         if self.objective.has_penalty():
@@ -143,11 +153,8 @@ class NumbaKernel(ReferenceKernel):
         from ..train import STATUSES, TrainResult
 
         dtype = np.dtype(cfg.dtype)
-        R, P = theta0.shape
-        lanes = self._lanes
-        padded = -(-R // lanes) * lanes
-        thT = np.zeros((P, padded), dtype=dtype)
-        thT[:, :R] = theta0.T
+        R = theta0.shape[0]
+        thT, padded = self._to_lanes(theta0, dtype)
         status = np.zeros(padded, dtype=np.int8)
         steps = np.zeros(padded, dtype=np.int64)
         loss = np.full(padded, np.nan)
@@ -160,16 +167,7 @@ class NumbaKernel(ReferenceKernel):
             cfg.lr, cfg.momentum, ("gd", "momentum", "nesterov").index(cfg.method),
             cfg.max_steps, cfg.grad_tol, cfg.loss_target, cfg.max_loss, R, status, steps, loss, norm,
         )  # fmt: skip
-        fused = self._module.train
-        ranges = self._backend.split(padded // lanes)
-        if ("train", dtype) not in self._ready:  # compile (or load) before threads run it
-            from numba import typeof
-
-            started = time.perf_counter()
-            fused.compile(tuple(typeof(a) for a in (*args, 0, 0)))
-            self._backend.compile_seconds += time.perf_counter() - started
-            self._ready.add(("train", dtype))
-        self._backend.run_threads(fused, args, ranges)
+        self._run("train", args, padded // self._lanes)
         return TrainResult(
             theta=np.ascontiguousarray(thT[:, :R].T, dtype=np.float64),
             status=np.asarray(STATUSES)[status[:R] - 1],

@@ -22,7 +22,8 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _cpu_device() -> str:
+def cpu_device() -> str:
+    """This machine's processor and core count, as `nnkit backends` shows it."""
     import os
 
     return f"CPU: {_cpu_name()} ({os.cpu_count()} cores)"
@@ -32,7 +33,7 @@ class NumpyBackend(Backend):
     name = "numpy"
 
     def __init__(self):
-        self.device = _cpu_device()
+        self.device = cpu_device()
         self.xp = array_namespace(np.zeros(0))
 
     def kernel(self, model, objective):
@@ -40,7 +41,7 @@ class NumpyBackend(Backend):
 
 
 def probe():
-    return True, _cpu_device(), ""
+    return True, cpu_device(), ""
 
 
 def make():
