@@ -22,12 +22,13 @@ import numpy as np
 import pandas as pd
 
 from . import backends, config, storage
+from .backends import Backend
 from .data import make_dataset
 from .errors import UserError
 from .init import init_batch
 from .objective import prepare_targets
 from .seeding import data_rng
-from .train import STATUSES, train
+from .train import STATUSES, TrainResult, train
 
 #: column order of runs.parquet (sweep keys come right after ``point``)
 RUN_COLUMNS = (
@@ -100,24 +101,25 @@ def run_experiment(
 
 
 def chunk_size_for(exp: config.Experiment, n: int, d: int, backend=None) -> int:
-    """Inits per chunk: ``run.chunk_size``, or as many as fit in ``run.memory_mb``.
+    """Inits per chunk: ``run.chunk_size``, or as many as fit in the backend's memory
+    budget (``run.memory_mb`` on the CPU, a share of the free memory on a GPU).
 
-    A backend that keeps per-sample activations (the reference) needs room for them;
-    one with fused kernels (``backend.fused = True``) only for parameters and buffers.
-    The result is rounded down to a multiple of ``backend.chunk_multiple`` when larger.
+    Each init needs room for its parameters, gradient and buffers, and for what the
+    backend keeps per sample in a step (:meth:`Backend.stored_per_sample`: none for
+    fused kernels). The result is rounded down to a multiple of
+    ``backend.chunk_multiple`` when larger.
     """
     if exp.run.chunk_size:
         return min(exp.run.chunk_size, exp.inits)
-    widths = exp.model.hidden
-    P = exp.build_model(d).size
+    backend = backend if backend is not None else Backend()
+    model = exp.build_model(d)
     sgd = exp.train.method == "sgd"
     rows = min(n, exp.train.batch_size) if sgd else n
-    # parameters, gradient, buffers and copies; per layer Z, H and dZ; outputs and
-    # residuals; with SGD each init's own (rows, d) batch
-    activations = 0 if getattr(backend, "fused", False) else rows * (3 * sum(widths) + 4)
-    words = 8 * P + activations + (rows * d if sgd else 0)
+    # with SGD each init also has its own (rows, d) batch
+    words = 8 * model.size + rows * backend.stored_per_sample(model, sgd) + (rows * d if sgd else 0)
     itemsize = 4 if exp.train.dtype == "float32" else 8
-    chunk = int(max(1, min(exp.inits, exp.run.memory_mb * 2**20 // (words * itemsize))))
+    budget = backend.memory_budget(exp.run.memory_mb)
+    chunk = int(max(1, min(exp.inits, budget // (words * itemsize))))
     multiple = getattr(backend, "chunk_multiple", 1)
     return chunk - chunk % multiple if chunk < exp.inits and chunk > multiple else chunk
 
@@ -154,10 +156,8 @@ def _run_point(run_dir, meta, p, values, exp, problem, be, bar):
             continue
         theta0 = init_batch(model.layout, exp.init, exp.seed, ids)
         t0 = time.perf_counter()
-        res = train(
-            kernel, be, theta0, ds.X, y, exp.train, seed=exp.seed, ids=ids,
-            on_finish=bar.update, on_step=_StepNote(bar, f"point {p} chunk {c}", exp.train.max_steps),
-        )  # fmt: skip
+        note = _StepNote(bar, f"point {p} chunk {c}", exp.train.max_steps)
+        res = _train_in_memory(kernel, be, theta0, ds.X, y, exp, ids, bar.update, note)
         seconds = time.perf_counter() - t0
         rows = {
             "point": p,
@@ -176,6 +176,26 @@ def _run_point(run_dir, meta, p, values, exp, problem, be, bar):
             storage.write_parquet(stem.with_suffix(".history.parquet"), hist)
         storage.write_npy(stem.with_suffix(".npy"), res.theta)
         storage.write_parquet(stem.with_suffix(".parquet"), pd.DataFrame(rows))  # marks it done
+
+
+def _train_in_memory(kernel, be, theta0, X, y, exp, ids, on_finish, on_step):
+    """:func:`train` on the chunk, or, when the device runs out of memory, on each half
+    of it in turn (and so on down to single inits)."""
+    try:
+        return train(
+            kernel, be, theta0, X, y, exp.train, seed=exp.seed, ids=ids,
+            on_finish=on_finish, on_step=on_step,
+        )  # fmt: skip
+    except Exception as exc:
+        if ids.size < 2 or not be.is_out_of_memory(exc):
+            raise
+    be.release_memory()
+    half = ids.size // 2
+    parts = [
+        _train_in_memory(kernel, be, theta0[part], X, y, exp, ids[part], on_finish, on_step)
+        for part in (slice(0, half), slice(half, None))
+    ]
+    return TrainResult.concat(parts)
 
 
 def _evaluate(kernel, be, objective, exp, theta, ds, y, y_test):

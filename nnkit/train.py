@@ -46,6 +46,16 @@ class TrainResult:
     grad_norm: np.ndarray
     history: dict | None = None
 
+    @classmethod
+    def concat(cls, parts) -> TrainResult:
+        """The results of consecutive slices of one batch of inits, as one."""
+        join = lambda name: np.concatenate([getattr(part, name) for part in parts])  # noqa: E731
+        histories = [part.history for part in parts if part.history is not None]
+        history = None
+        if histories:
+            history = {key: np.concatenate([h[key] for h in histories]) for key in histories[0]}
+        return cls(join("theta"), join("status"), join("steps"), join("loss"), join("grad_norm"), history)
+
 
 def history_steps(max_steps: int, points: int) -> np.ndarray:
     """About ``points`` log-spaced steps in ``[0, max_steps]``, always with 0 and the end."""

@@ -1,13 +1,37 @@
-"""Shared builders for the tests: small random problems of every kind."""
+"""Shared builders for the tests: small random problems of every kind.
+
+The CUDA kernels are tested on a GPU when one is asked for (``NNKIT_TEST_GPU=1``, as
+``benchmarks/gpu_check.py`` does) and in Numba's CUDA simulator otherwise; the choice
+has to be made before Numba is first imported, so it is made here.
+"""
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
+import os
 
-from nnkit.layout import Layout
-from nnkit.model import Model
-from nnkit.objective import Objective
+if os.environ.get("NNKIT_TEST_GPU") != "1":
+    os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from nnkit.backends import gpu  # noqa: E402
+from nnkit.layout import Layout  # noqa: E402
+from nnkit.model import Model  # noqa: E402
+from nnkit.objective import Objective  # noqa: E402
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` need a usable CUDA device: without one they are skipped,
+    saying why."""
+    marked = [item for item in items if "gpu" in item.keywords]
+    if not marked:
+        return
+    usable, _, reason = gpu.cupy_device()
+    if not usable:
+        skip = pytest.mark.skip(reason=f"needs a CUDA GPU: {reason}")
+        for item in marked:
+            item.add_marker(skip)
 
 
 def make_problem(

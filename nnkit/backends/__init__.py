@@ -61,6 +61,12 @@ def probe(name: str) -> BackendInfo:
     return BackendInfo(name, usable, device, reason)
 
 
+def _automatic(name) -> bool:
+    """Whether ``auto`` may pick ``name`` (a module may say no, as the CUDA simulator does)."""
+    check = getattr(_module(name), "automatic", None)
+    return check is None or check()
+
+
 def probe_all() -> list[BackendInfo]:
     """:func:`probe` for every registered backend."""
     return [probe(name) for name in REGISTRY]
@@ -70,7 +76,7 @@ def resolve(name: str) -> str:
     """The concrete backend that ``name`` stands for (``auto`` picks the fastest usable)."""
     if name == "auto":
         for candidate in AUTO_ORDER:
-            if probe(candidate).usable:
+            if probe(candidate).usable and _automatic(candidate):
                 return candidate
         return "numpy"
     info = probe(name)

@@ -36,6 +36,25 @@ class Backend:
         """Array ``a`` of this backend back on the host."""
         return np.asarray(a)
 
+    def memory_budget(self, memory_mb: int) -> int:
+        """Bytes one chunk of inits may take: ``run.memory_mb`` on the CPU; GPU backends
+        answer from the device's free memory."""
+        return memory_mb * 2**20
+
+    def stored_per_sample(self, model, sgd: bool) -> int:
+        """Numbers per init and per sample that a step keeps on the device (per-layer
+        pre-activations, activations and their gradients, outputs and residuals);
+        fused kernels keep none."""
+        return 3 * sum(model.layout.widths) + 4
+
+    def is_out_of_memory(self, exc: BaseException) -> bool:
+        """Whether ``exc`` says this backend's device ran out of memory (the runner then
+        trains the chunk in halves)."""
+        return isinstance(exc, MemoryError)
+
+    def release_memory(self) -> None:
+        """Give cached device memory back before a retry."""
+
     def kernel(self, model, objective):
         """An object with ``value_and_grad(theta, X, y)``, ``value(theta, X, y)`` and
         ``predict(theta, X)`` for networks of ``model`` under ``objective``."""

@@ -42,8 +42,6 @@ def make():
 
 class NumbaBackend(Backend):
     name = "numba"
-    #: no per-sample activations are stored: a chunk needs room for parameters only
-    fused = True
 
     def __init__(self):
         from . import numba_codegen  # numba itself is imported by the generated kernels
@@ -55,6 +53,9 @@ class NumbaBackend(Backend):
         #: chunks are cut in whole blocks of lanes, one per thread
         self.chunk_multiple = numba_codegen.LANES * self.threads
         self._pool = None
+
+    def stored_per_sample(self, model, sgd):
+        return 0  # fused kernels: a chunk needs room for parameters only
 
     def split(self, blocks: int) -> list[tuple[int, int]]:
         """``blocks`` cut into at most one contiguous range per thread."""

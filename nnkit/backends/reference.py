@@ -32,7 +32,7 @@ class ReferenceKernel:
         lay = self.layout
         H, Z = [X], [None]
         for layer in range(1, lay.depth + 1):
-            z = xp.matmul(H[-1], lay.weights(theta, layer))
+            z = self._product(xp, H[-1], lay.weights(theta, layer))
             b = lay.biases(theta, layer)
             if b is not None:
                 z = z + b[:, None, :]
@@ -45,6 +45,14 @@ class ReferenceKernel:
         if lay.output_bias:
             f = f + lay.view(theta, "b_out")[:, None]
         return Z, H, f
+
+    def _product(self, xp, H, W):
+        """``H (n, a) or (R, n, a) @ W (R, a, b) -> (R, n, b)``."""
+        return xp.matmul(H, W)
+
+    def _weight_grad(self, xp, H, dZ):
+        """``H^T @ dZ``: ``H (n, a) or (R, n, a)``, ``dZ (R, n, b) -> (R, a, b)``."""
+        return xp.matmul(xp.matrix_transpose(H), dZ)
 
     def predict(self, theta, X):
         """Outputs ``f (R, n)`` of every network on ``X``."""
@@ -81,7 +89,7 @@ class ReferenceKernel:
             grads["b_out"] = xp.sum(g, axis=1)
         for layer in range(lay.depth, 0, -1):
             dZ = dH * self._acts[layer].derivative(xp, Z[layer], H[layer])
-            grads[f"W{layer}"] = xp.matmul(xp.matrix_transpose(H[layer - 1]), dZ)
+            grads[f"W{layer}"] = self._weight_grad(xp, H[layer - 1], dZ)
             if lay.bias[layer - 1]:
                 grads[f"b{layer}"] = xp.sum(dZ, axis=1)
             if layer > 1:
