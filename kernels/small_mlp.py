@@ -19,7 +19,7 @@ that owns the unit. Lane 0 also owns the output bias.
 
 Parameters are read from and written to rows of ``theta (R, P)`` in nnkit's layout
 (``W1 (d, k)`` row-major, ``b1``, ``W_out``, ``b_out``); inside a lane they live in one
-local array ``p`` of ``NP = U*d + 3*U + 1`` numbers: ``w[u, i]`` at ``u*d + i``, then the
+local array ``p`` of ``NP = U*d + 2*U + 1`` numbers: ``w[u, i]`` at ``u*d + i``, then the
 biases, the output weights and the output bias.
 """
 
@@ -75,10 +75,11 @@ class Net:
         return self.d * self.k + self.k * (self.hidden_bias + self.out_trained) + self.out_bias
 
 
-def plan(d: int, k: int, budget: int = UNIT_BUDGET):
+def plan(d: int, k: int, budget: int | None = None):
     """``(G, U)``: threads per init (a power of two up to 32) and hidden units per thread
     with ``G * U >= k``, the fewest idle unit slots and ``U * (d + 2) <= budget``; more
     threads on a tie. None when no such layout exists (the network is too wide)."""
+    budget = UNIT_BUDGET if budget is None else budget
     best = None
     for G in (32, 16, 8, 4, 2, 1):
         U = -(-k // G)
@@ -111,7 +112,7 @@ def _device_functions(net: Net, dtype: str):
     G, U = plan(net.d, net.k)
     D, K = net.d, net.k
     UD = U * D
-    NP = UD + 3 * U + 1
+    NP = UD + 2 * U + 1
     TS = max(1, min(256, TILE_NUMBERS // D))
     ZERO, ONE, TWO = dt(0.0), dt(1.0), dt(2.0)
     OUT_VALUE = dt(net.out_value)
@@ -131,50 +132,47 @@ def _device_functions(net: Net, dtype: str):
         return x
 
     @cuda.jit(device=True)
-    def setup(lane, col, tm, pm):
-        """Per slot ``q`` of ``p``: its column in a row of theta (-1: none), whether it
-        is trained (``tm``) and regularised (``pm``), 1.0 or 0.0."""
-        for q in range(NP):
-            col[q] = -1
-            tm[q] = ZERO
-            pm[q] = ZERO
-        for u in range(U):
+    def slot(q, lane):
+        """Slot ``q`` of the lane's array ``p``: ``(column in a row of theta or -1,
+        trained, regularised)``, the last two 1.0 or 0.0. Loops over ``q`` unroll, so
+        this folds to a comparison of ``lane`` and keeps no table in registers."""
+        if q < UD:
+            u = q // D
             j = lane + G * u
             if j < K:
-                for i in range(D):
-                    col[u * D + i] = W0 + i * K + j
-                    tm[u * D + i] = ONE
-                    pm[u * D + i] = ONE
-                if HB:
-                    col[UD + u] = B0 + j
-                    tm[UD + u] = ONE
-                    pm[UD + u] = ONE if RB else ZERO
-                if OT:
-                    col[UD + U + u] = V0 + j
-                    tm[UD + U + u] = ONE
-                    pm[UD + U + u] = ONE
+                return W0 + (q - u * D) * K + j, ONE, ONE
+            return -1, ZERO, ZERO
+        if q < UD + U:
+            j = lane + G * (q - UD)
+            if HB and j < K:
+                return B0 + j, ONE, ONE if RB else ZERO
+            return -1, ZERO, ZERO
+        if q < UD + 2 * U:
+            j = lane + G * (q - UD - U)
+            if OT and j < K:
+                return V0 + j, ONE, ONE
+            return -1, ZERO, ZERO
         if OB:  # every lane keeps the output bias (all need it); lane 0 stores it
-            col[NP - 1] = C0 if lane == 0 else -1
-            tm[NP - 1] = ONE
-            pm[NP - 1] = ONE if RB else ZERO
+            return C0, ONE, ONE if RB else ZERO
+        return -1, ZERO, ZERO
 
     @cuda.jit(device=True)
-    def load(theta, r, lane, col, p):
+    def load(theta, r, lane, p):
         """The lane's parameters of init ``r``; a fixed output layer's weights are the
         constant ``out_value`` (0 for idle unit slots, which then add nothing)."""
         for q in range(NP):
-            p[q] = theta[r, col[q]] if col[q] >= 0 else ZERO
-        if OB:
-            p[NP - 1] = theta[r, C0]
+            col = slot(q, lane)[0]
+            p[q] = theta[r, col] if col >= 0 else ZERO
         if not OT:
             for u in range(U):
                 p[UD + U + u] = OUT_VALUE if lane + G * u < K else ZERO
 
     @cuda.jit(device=True)
-    def store(out, r, col, values):
+    def store(out, r, lane, values):
         for q in range(NP):
-            if col[q] >= 0:
-                out[r, col[q]] = values[q]
+            col = slot(q, lane)[0]
+            if col >= 0 and (q < NP - 1 or lane == 0):
+                out[r, col] = values[q]
 
     @cuda.jit(device=True)
     def data_pass(X, y, scale, xs, ys, p, g, act, dact):
@@ -212,7 +210,7 @@ def _device_functions(net: Net, dtype: str):
                         g[u * D + i] += dz * xs[t, i]
         return total
 
-    return NP, TS, ZERO, ONE, TWO, setup, load, store, data_pass, group_sum
+    return NP, TS, ZERO, ONE, TWO, slot, load, store, data_pass, group_sum
 
 
 @lru_cache(maxsize=None)
@@ -221,7 +219,7 @@ def value_and_grad_kernel(net: Net, dtype: str):
     and its gradient ``grad (R, P)`` of ``theta (R, P)`` on ``X (n, d)``, ``y (n,)``;
     ``scale`` is the objective's factor in front of the summed loss."""
     dt = np.dtype(dtype).type
-    NP, TS, ZERO, _, _, setup, load, store, data_pass, _ = _device_functions(net, dtype)
+    NP, TS, ZERO, _, _, _, load, store, data_pass, _ = _device_functions(net, dtype)
     G, U = plan(net.d, net.k)
     D = net.d
 
@@ -231,22 +229,18 @@ def value_and_grad_kernel(net: Net, dtype: str):
         r, lane = tid // G, tid % G
         R = theta.shape[0]
         row = min(r, R - 1)  # threads past the last init compute on a real one, unseen
-        col = cuda.local.array(NP, np.int64)
-        tm = cuda.local.array(NP, dt)
-        pm = cuda.local.array(NP, dt)
         p = cuda.local.array(NP, dt)
         g = cuda.local.array(NP, dt)
         act = cuda.local.array(U, dt)
         dact = cuda.local.array(U, dt)
         xs = cuda.shared.array((TS, D), dt)
         ys = cuda.shared.array(TS, dt)
-        setup(lane, col, tm, pm)
-        load(theta, row, lane, col, p)
+        load(theta, row, lane, p)
         for q in range(NP):
             g[q] = ZERO
         total = data_pass(X, y, scale, xs, ys, p, g, act, dact)
         if r < R:
-            store(grad, r, col, g)
+            store(grad, r, lane, g)
             if lane == 0:
                 loss[r] = scale * total
 
@@ -261,7 +255,7 @@ def train_kernel(net: Net, dtype: str, method: str):
     3 max_steps, 4 diverged), the updates it took and the objective and gradient norm
     at its final parameters. Scalars must have the dtype of ``theta``."""
     dt = np.dtype(dtype).type
-    NP, TS, ZERO, ONE, TWO, setup, load, store, data_pass, group_sum = _device_functions(
+    NP, TS, ZERO, ONE, TWO, slot, load, store, data_pass, group_sum = _device_functions(
         net, dtype
     )
     G, U = plan(net.d, net.k)
@@ -276,9 +270,6 @@ def train_kernel(net: Net, dtype: str, method: str):
         r, lane = tid // G, tid % G
         R = theta.shape[0]
         running = r < R
-        col = cuda.local.array(NP, np.int64)
-        tm = cuda.local.array(NP, dt)
-        pm = cuda.local.array(NP, dt)
         p = cuda.local.array(NP, dt)
         g = cuda.local.array(NP, dt)
         buf = cuda.local.array(NB, dt)
@@ -286,8 +277,7 @@ def train_kernel(net: Net, dtype: str, method: str):
         dact = cuda.local.array(U, dt)
         xs = cuda.shared.array((TS, D), dt)
         ys = cuda.shared.array(TS, dt)
-        setup(lane, col, tm, pm)
-        load(theta, min(r, R - 1), lane, col, p)
+        load(theta, min(r, R - 1), lane, p)
         for q in range(NB):
             buf[q] = ZERO
         for t in range(max_steps + 1):
@@ -300,8 +290,9 @@ def train_kernel(net: Net, dtype: str, method: str):
             # penalty and gradient norm; the output bias, kept by every lane, counts once
             part = ZERO
             for q in range(NP):
-                g[q] *= tm[q]  # idle slots and fixed parameters have no gradient
-                w = p[q] * pm[q]
+                _, trained, regularised = slot(q, lane)
+                g[q] *= trained  # idle slots and fixed parameters have no gradient
+                w = p[q] * regularised
                 sign = ONE if w > ZERO else (-ONE if w < ZERO else ZERO)
                 if q < NP - 1 or lane == 0:
                     part += l2 * w * w + l1 * abs(w)
@@ -337,6 +328,6 @@ def train_kernel(net: Net, dtype: str, method: str):
                         buf[q] = b
                         p[q] -= lr * (b if METHOD == 1 else g[q] + mu * b)
         if r < R:
-            store(theta, r, col, p)
+            store(theta, r, lane, p)
 
     return kernel
