@@ -71,23 +71,28 @@ def kernel(k: int, activation: str, slope: float, logistic: bool, dtype: str):
         acc = cuda.local.array(JU, dt)
         a_s = cuda.local.array(JU, dt)
         da_s = cuda.local.array(JU, dt)
+        z_next = cuda.local.array(JU, dt)
         warp_sums = cuda.shared.array(WARPS, dt)
+        first, end = tile * NS, min(n, (tile + 1) * NS)
         for u in range(JU):
             j = t + BLOCK * u
             vs[u] = v[r, j] if j < k else ZERO
             acc[u] = ZERO
+            z_next[u] = Z[first, r, j] if j < k else ZERO
         cr = c[r]
         total = ZERO
         gc = ZERO
-        for s in range(tile * NS, min(n, (tile + 1) * NS)):
+        for s in range(first, end):
             part = ZERO
             for u in range(JU):
                 j = t + BLOCK * u
                 if j < k:
-                    a, da = activate(Z[s, r, j])
+                    a, da = activate(z_next[u])
                     a_s[u] = a
                     da_s[u] = da
                     part += vs[u] * a
+                    if s + 1 < end:  # the next sample's load overlaps this one's sums
+                        z_next[u] = Z[s + 1, r, j]
             m = 16
             while m > 0:
                 part += cuda.shfl_xor_sync(_FULL_MASK, part, m)

@@ -99,7 +99,7 @@ def _train(kernel, backend, theta0, X, y, cfg, seed, ids, on_finish, on_step):
     yd = backend.asarray(y, dtype)
     n = X.shape[0]
 
-    out_theta = theta0.copy()
+    out_theta = np.empty_like(theta0)  # every row is written when its init stops
     status = np.full(R, "max_steps", dtype=object)
     steps = np.zeros(R, dtype=np.int64)
     loss_out = np.full(R, np.nan)
@@ -128,9 +128,9 @@ def _train(kernel, backend, theta0, X, y, cfg, seed, ids, on_finish, on_step):
             done = stop > 0
             if done.any():
                 where = rows[done]
-                out_theta[where] = backend.to_numpy(w[xp.asarray(np.flatnonzero(done))]).astype(
-                    np.float64
-                )
+                # all stopping at once (the last step) is common: no gather then
+                stopped = w if done.all() else w[xp.asarray(np.flatnonzero(done))]
+                out_theta[where] = backend.to_numpy(stopped)
                 status[where] = np.asarray(STATUSES)[stop[done] - 1]
                 steps[where] = t
                 loss_out[where] = loss_h[done]

@@ -167,3 +167,13 @@ def test_chunks_need_no_room_for_activations_on_the_small_path():
     exp = config.from_dict({"inits": 10**6, "data": {"n": 1000}, "model": {"hidden": [10]}})
     wide = config.from_dict({"inits": 10**6, "data": {"n": 1000}, "model": {"hidden": [300]}})
     assert chunk_size_for(exp, 1000, 10, CUDA) > 10 * chunk_size_for(wide, 1000, 10, CUDA)
+
+
+def test_compile_time_is_counted_once_per_kernel():
+    model, obj, theta, X, y = make_problem(R=2, n=4, seed=13, **SMALL["linear"])
+    args = [CUDA.asarray(a, CUDA.xp.float64) for a in (theta, X, y)]
+    before = CUDA.compile_seconds
+    CUDA.kernel(model, obj).value_and_grad(*args)
+    first = CUDA.compile_seconds
+    CUDA.kernel(model, obj).value_and_grad(*args)  # another kernel object, same model
+    assert first > before and CUDA.compile_seconds == first

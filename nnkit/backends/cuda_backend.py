@@ -17,6 +17,8 @@ arrays: that is how they are tested without a GPU (slowly; ``auto`` never picks 
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from . import gpu
@@ -43,7 +45,24 @@ def probe():
             return False, "", "Numba-CUDA finds no usable GPU (is numba-cuda installed?)"
     except Exception as exc:
         return False, "", f"Numba-CUDA fails to import: {gpu._first_line(exc)}"
-    return True, device, ""
+    clash = _numpy_clash()
+    return (False, "", clash) if clash else (True, device, "")
+
+
+def _numpy_clash() -> str:
+    """Why this NumPy cannot compile kernels with this numba-cuda, or "" (numba-cuda
+    0.30 calls ``numpy.row_stack``, which NumPy 2.5 removed)."""
+    from importlib import metadata
+
+    if hasattr(np, "row_stack"):
+        return ""
+    try:
+        version = metadata.version("numba-cuda")
+    except metadata.PackageNotFoundError:
+        return ""
+    if version.startswith("0.30."):
+        return f"numba-cuda {version} does not work with NumPy {np.__version__}: use NumPy < 2.5"
+    return ""
 
 
 def automatic() -> bool:
@@ -57,6 +76,13 @@ def make():
 
 class CudaBackend(GpuBackend):
     name = "cuda"
+
+    def __init__(self):
+        super().__init__()
+        self.launched = set()  # kernels compiled in this process
+
+    def synchronize(self):
+        self._cupy.cuda.Device().synchronize()
 
     def kernel(self, model, objective):
         return CudaKernel(model, objective, self)
@@ -80,6 +106,10 @@ class SimulatedCudaBackend(Backend):
         from array_api_compat import array_namespace
 
         self.xp = array_namespace(np.zeros(0))
+        self.launched = set()
+
+    def synchronize(self):
+        pass  # the simulator runs kernels to the end before returning
 
     def kernel(self, model, objective):
         return CudaKernel(model, objective, self)
@@ -119,6 +149,19 @@ class CudaKernel(SharedDataKernel):
     def value(self, theta, X, y):
         return self.value_and_grad(theta, X, y)[0]
 
+    def _launch(self, kernel, geometry, *args):
+        """``kernel[geometry](*args)``; the first launch of each kernel compiles it, and
+        its time (waited for) counts as the backend's compile time."""
+        launched = self._backend.launched
+        if kernel in launched:
+            kernel[geometry](*args)
+            return
+        started = time.perf_counter()
+        kernel[geometry](*args)
+        self._backend.synchronize()
+        self._backend.compile_seconds += time.perf_counter() - started
+        launched.add(kernel)
+
     def _dtype(self, theta):
         return "float32" if theta.dtype == self._xp.float32 else "float64"
 
@@ -146,7 +189,7 @@ class CudaKernel(SharedDataKernel):
         loss = xp.empty(R, dtype=theta.dtype)
         grad = xp.empty(theta.shape, dtype=theta.dtype)  # every column is written
         kernel = small.value_and_grad_kernel(self._net, dtype)
-        kernel[small.grid(R, self._net)](_c(xp, theta), _c(xp, X), _c(xp, y), scale, loss, grad)
+        self._launch(kernel, small.grid(R, self._net), _c(xp, theta), _c(xp, X), _c(xp, y), scale, loss, grad)
         return loss, grad
 
     def _wide_value_and_grad(self, theta, X, y, scale, dtype):
@@ -173,11 +216,12 @@ class CudaKernel(SharedDataKernel):
         gc_part = xp.empty((T, R), dtype=theta.dtype)
         gv_part = xp.empty((T, R, k), dtype=theta.dtype)
         kernel = wide.kernel(k, net.activation, net.slope, net.loss == "logistic", dtype)
-        blocks, threads = wide.grid(R, n, k)
-        kernel[blocks, threads](
-            xp.reshape(Z, (n, R, k)), v, c, _c(xp, y), scale, loss_part, gc_part, gv_part
-        )  # Z now holds dZ
-        gW = xp.reshape(xp.matrix_transpose(Xa) @ Z, (Xa.shape[1], R, k))
+        self._launch(
+            kernel, wide.grid(R, n, k), xp.reshape(Z, (n, R, k)), v, c, _c(xp, y), scale,
+            loss_part, gc_part, gv_part,
+        )  # fmt: skip  (Z now holds dZ)
+        # a contiguous X^T: cuBLAS's float32 GEMM took twice as long on the transposed view
+        gW = xp.reshape(xp.ascontiguousarray(xp.matrix_transpose(Xa)) @ Z, (Xa.shape[1], R, k))
         grads = {"W1": xp.reshape(xp.permute_dims(gW[:d], (1, 0, 2)), (R, d * k))}
         if net.hidden_bias:
             grads["b1"] = gW[d]
@@ -199,25 +243,27 @@ class CudaKernel(SharedDataKernel):
         xp, be, small = self._xp, self._backend, gpu.kernels("small_mlp")
         dt = np.dtype(cfg.dtype).type
         R = theta0.shape[0]
-        theta = be.asarray(np.array(theta0, dtype=cfg.dtype), getattr(xp, cfg.dtype))  # a copy
+        theta = be.asarray(theta0, getattr(xp, cfg.dtype))
+        if isinstance(theta, np.ndarray) and np.shares_memory(theta, theta0):
+            theta = theta.copy()  # the kernel trains in place
         status = xp.zeros(R, dtype=xp.int8)
         steps = xp.zeros(R, dtype=xp.int64)
         loss = xp.full(R, np.nan, dtype=theta.dtype)
         norm = xp.full(R, np.nan, dtype=theta.dtype)
         obj = self.objective
         kernel = small.train_kernel(self._net, cfg.dtype, cfg.method)
-        kernel[small.grid(R, self._net)](
-            theta, be.asarray(X, theta.dtype), be.asarray(y, theta.dtype),
+        self._launch(
+            kernel, small.grid(R, self._net), theta, be.asarray(X, theta.dtype), be.asarray(y, theta.dtype),
             dt(obj.scale(X.shape[0])), dt(obj.l2), dt(obj.l1), dt(cfg.lr), dt(cfg.momentum),
             cfg.max_steps, dt(cfg.grad_tol), dt(cfg.loss_target), dt(cfg.max_loss),
             status, steps, loss, norm,
         )  # fmt: skip
         return TrainResult(
-            theta=be.to_numpy(theta).astype(np.float64),
+            theta=np.asarray(be.to_numpy(theta), dtype=np.float64),
             status=np.asarray(STATUSES)[be.to_numpy(status).astype(np.int64) - 1],
             steps=be.to_numpy(steps),
-            loss=be.to_numpy(loss).astype(np.float64),
-            grad_norm=be.to_numpy(norm).astype(np.float64),
+            loss=np.asarray(be.to_numpy(loss), dtype=np.float64),
+            grad_norm=np.asarray(be.to_numpy(norm), dtype=np.float64),
         )
 
 
