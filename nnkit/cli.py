@@ -115,19 +115,25 @@ def plot(run_dir):
 
 @main.command()
 @click.option("--case", "case_names", multiple=True, metavar="NAME",
-              help="B1, B2 or B3 (repeatable; default: all three, or none with --custom).")
+              help="B1, B2 or B3; with --gpu B1g, B2g or B3g (repeatable; default: all three, "
+                   "or none with --custom).")
 @click.option("--custom", "customs", multiple=True, metavar="R,n,d,k,steps[,lr]",
               help="A case of the same problem at another size (repeatable).")
-@click.option("--backends", "backend_names", default="numba", show_default=True,
-              help="nnkit backends to time, comma-separated (auto allowed).")
-@click.option("--peers", is_flag=True, help="Also time NumPy batched, PyTorch and JAX where installed.")
+@click.option("--backends", "backend_names", default=None,
+              help="nnkit backends to time, comma-separated (auto allowed; with --gpu: cuda "
+                   "and cupy only)  [default: numba; cuda,cupy with --gpu]")
+@click.option("--peers", is_flag=True, help="Also time NumPy batched, PyTorch and JAX where installed "
+                                            "(with --gpu: PyTorch and JAX on the GPU).")
 @click.option("--repeats", default=3, show_default=True, type=click.IntRange(1, 100),
               help="Timed runs per implementation; the median is reported (use at least 3 "
                    "for figures you quote).")
 @click.option("--scaling", is_flag=True, help="Also time the first backend over R and n.")
+@click.option("--gpu", is_flag=True,
+              help="Time the GPU cases B1g, B2g, B3g in float64 and float32 on CUDA device 0, "
+                   "against the card's GEMM rates and copy bandwidth; tables go to DIR/gpu/.")
 @click.option("--results", "results_dir", default="results", show_default=True, metavar="DIR",
-              help="Tables go to DIR/bench/.")
-def bench(case_names, customs, backend_names, peers, repeats, scaling, results_dir):
+              help="Tables go to DIR/bench/ (DIR/gpu/ with --gpu).")
+def bench(case_names, customs, backend_names, peers, repeats, scaling, gpu, results_dir):
     """Time training many networks against the peers (init-steps per second)."""
     import platform
     import time as _time
@@ -136,6 +142,22 @@ def bench(case_names, customs, backend_names, peers, repeats, scaling, results_d
     from .backends.numpy_backend import cpu_device
     from .errors import UserError
 
+    command = "nnkit " + " ".join(sys.argv[1:])
+    echo_err = lambda m: click.echo(m, err=True)  # noqa: E731
+    if gpu:
+        from .bench import gpu as bg
+
+        if customs or scaling:
+            raise UserError("--gpu times the GPU cases only: --custom and --scaling are for the CPU bench")
+        cases, names = bg.selection(case_names, backend_names)
+        table, paths = bg.bench(cases, names, peers, repeats, Path(results_dir) / "gpu", command,
+                                echo=echo_err)
+        click.echo(bm.markdown(table, bg.COLUMNS))
+        for line in bg.targets(table):
+            click.echo(line)
+        for path in paths:
+            click.echo(str(path), err=True)
+        return
     cases = []
     for name in case_names or (() if customs else tuple(bm.CASES)):
         if name not in bm.CASES:
@@ -146,15 +168,15 @@ def bench(case_names, customs, backend_names, peers, repeats, scaling, results_d
             cases.append(bm.custom(spec))
         except ValueError as exc:
             raise UserError(str(exc)) from None
-    impls, notes = bm.implementations([b.strip() for b in backend_names.split(",") if b.strip()], peers)
+    names = [b.strip() for b in (backend_names or "numba").split(",") if b.strip()]
+    impls, notes = bm.implementations(names, peers)
     for note in notes:
         click.echo(f"skipped {note}", err=True)
     if not impls:
         raise UserError("nothing to time: no usable backend or peer")
     stamp = _time.strftime("%Y%m%d-%H%M%S")
     machine = f"{cpu_device()}, {platform.system()} {platform.machine()}, Python {platform.python_version()}"
-    command = "nnkit " + " ".join(sys.argv[1:])
-    table = bm.run_bench(cases, impls, repeats=repeats, echo=lambda m: click.echo(m, err=True))
+    table = bm.run_bench(cases, impls, repeats=repeats, echo=echo_err)
     header = (f"# nnkit bench, {_time.strftime('%Y-%m-%d')}\n\nMachine: {machine}. "
               f"float64 GEMM rate measured in the same run: {table['gemm_gflops'].iloc[0]:.1f} GFLOP/s. "
               f"Command: `{command}`. Medians of {repeats} runs after a warm-up, "
@@ -162,7 +184,7 @@ def bench(case_names, customs, backend_names, peers, repeats, scaling, results_d
     paths = bm.write_table(table, Path(results_dir) / "bench", f"bench-{stamp}", header)
     click.echo(bm.markdown(table))
     if scaling:
-        grow = bm.scaling(impls[0], repeats=repeats, echo=lambda m: click.echo(m, err=True))
+        grow = bm.scaling(impls[0], repeats=repeats, echo=echo_err)
         cols = {"R": "R", "n": "n", "init_steps_per_s": "init-steps/s",
                 "us_per_init_step": "us per init-step", "peak_rss_mb": "peak MB"}
         grow_paths = bm.write_table(grow, Path(results_dir) / "bench", f"scaling-{stamp}",

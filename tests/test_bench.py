@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
 import json
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from nnkit.bench import cases, peers
+from nnkit.bench import cases, gpu, peers
 from nnkit.bench.worker import nnkit_run
 from nnkit.cli import main
 
@@ -83,3 +87,130 @@ def test_a_failing_implementation_is_reported_not_fatal():
     assert bad["error"] and np.isnan(bad["init_steps_per_s"])
     table = run_bench([TINY], ["no-such-impl"], repeats=1, echo=lambda m: None)
     assert len(table) == 1 and table["error"].iloc[0]
+
+
+# -- the GPU cases, checked as far as a machine without a GPU can -------------------
+
+needs_no_cupy = pytest.mark.skipif(
+    importlib.util.find_spec("cupy") is not None, reason="CuPy is installed: a GPU may be present"
+)
+
+
+def test_gpu_cases_match_the_benchmark_definitions():
+    gpu_cases = cases.GPU_CASES
+    assert [gpu_cases[name].R for name in ("B1g", "B2g", "B3g")] == [100_000, 100_000, 8_192]
+    for name in ("B1", "B2", "B3"):
+        ours, theirs = gpu_cases[f"{name}g"], cases.CASES[name]
+        assert dataclasses.replace(ours, name=name, R=theirs.R, what=theirs.what) == theirs
+    assert cases.named("B3g") is gpu_cases["B3g"] and cases.named("B1") is cases.CASES["B1"]
+    assert cases.named("9,7,3,4,5").R == 9
+    X32, *_ = cases.cast(cases.problem(TINY), "float32")
+    assert X32.dtype == np.float32
+    assert [case.R for case in gpu.scaled(gpu_cases.values(), 10)] == [10_000, 10_000, 819]
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_float32_training_follows_the_numpy_peer(backend):
+    X64, y64, W64, v64 = cases.problem(TINY)
+    X, y, W0, v0 = cases.cast((X64, y64, W64, v64), "float32")
+    ref32 = peers.numpy_batched(TINY, X, y)(W0, v0)
+    ref64 = peers.numpy_batched(TINY, X64, y64)(W64, v64)
+    prepare, _ = nnkit_run(backend, "float32")
+    losses = prepare(TINY, X, y)(W0, v0)
+    np.testing.assert_allclose(losses, ref32, rtol=1e-5)
+    np.testing.assert_allclose(losses, ref64, rtol=gpu.TOLERANCE["float32"])
+
+
+@pytest.mark.parametrize("peer", ["torch", "jax"])
+def test_installed_peers_agree_in_float32(peer):
+    pytest.importorskip(peers.NEEDS[peer])
+    X, y, W0, v0 = cases.cast(cases.problem(TINY), "float32")
+    ref = peers.numpy_batched(TINY, X, y)(W0, v0)
+    np.testing.assert_allclose(peers.PEERS[peer](TINY, X, y)(W0, v0), ref, rtol=1e-5)
+
+
+def test_worker_takes_a_dtype_and_the_first_inits():
+    out = subprocess.run(
+        [sys.executable, "-m", "nnkit.bench.worker", "--case", "B2g", "--impl", "nnkit-numpy",
+         "--dtype", "float32", "--inits", "50", "--head", "20", "--repeats", "1"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    row = json.loads(out.stdout.strip().splitlines()[-1])
+    X, y, W0, v0 = cases.problem(cases.GPU_CASES["B2g"])
+    case = dataclasses.replace(cases.GPU_CASES["B2g"], R=50)
+    ref = peers.numpy_batched(case, X, y)(W0[:50], v0[:50])
+    assert row["init_steps_per_s"] == pytest.approx(50 * 100 / row["seconds"])
+    assert row["head_loss"] == pytest.approx(ref[:20].mean(), rel=1e-5)
+    assert row["mean_final_loss"] == pytest.approx(ref.mean(), rel=1e-5)
+
+
+def test_the_cpu_bench_leaves_the_gpu_peers_out():
+    from nnkit.bench import implementations
+
+    impls, notes = implementations(["numpy"], with_peers=True)
+    assert not set(peers.ON_GPU) & set(impls) and not any(n.startswith(peers.ON_GPU) for n in notes)
+
+
+def _gpu_row(impl, dtype, speed, loss, head, case="B3g"):
+    spec = cases.GPU_CASES[case]
+    return {"case": case, "dtype": dtype, "impl": impl, "R": spec.R, "init_steps_per_s": speed,
+            "flops_per_init_step": spec.flops_per_init_step, "mean_final_loss": loss,
+            "head_loss": head, "reference_loss": 2.0}  # fmt: skip
+
+
+def test_gpu_scores_use_the_rate_and_tolerance_of_each_dtype():
+    rows = [
+        _gpu_row("nnkit-cuda", "float64", 300.0, 1.0, 2.0 * (1 + 1e-12)),
+        _gpu_row("torch-cuda", "float64", 100.0, 1.0, 2.0),
+        _gpu_row("jax-cuda", "float64", 150.0, 1.0 + 1e-6, 2.0),  # off in the mean over all
+        _gpu_row("nnkit-cuda", "float32", 600.0, 1.0, 2.0 * (1 + 1e-4)),
+        _gpu_row("jax-cuda", "float32", 200.0, 1.0, 2.0 * (1 + 1e-2)),  # off against NumPy
+        {**_gpu_row("torch-cuda", "float32", float("nan"), float("nan"), float("nan")), "error": "boom"},
+    ]
+    table = gpu._score(pd.DataFrame(rows), {"gemm_float64": 50e3, "gemm_float32": 100e3, "copy": 3e3})
+    flops = cases.GPU_CASES["B3g"].flops_per_init_step
+    assert table["vs_best_peer"].tolist()[:5] == [2.0, pytest.approx(2 / 3), 1.0, 3.0, 1.0]
+    assert table["gemm_share"].iloc[0] == pytest.approx(300 * flops / 50e12)
+    assert table["gemm_share"].iloc[3] == pytest.approx(600 * flops / 100e12)
+    assert table["loss_agrees"].tolist() == [True, True, False, True, False, None]
+    lines = gpu.targets(table)
+    assert "B3g float64 2.00, B3g float32 3.00" in lines[0]
+    assert "float64 " in lines[1] and "3 of 6 rows" in lines[2]
+    assert "| B3g | float32 | torch-cuda | - | - | - | - |" in gpu.short(table)
+
+
+def test_gpu_bench_harness_runs_cpu_implementations():
+    case_list = gpu.scaled([cases.GPU_CASES["B2g"]], 1000)
+    table = gpu.run_gpu_bench(case_list, ["nnkit-numpy"], dtypes=("float32",), repeats=1, echo=lambda m: None)
+    row = table.iloc[0]
+    assert (row["case"], row["dtype"], row["R"]) == ("B2g", "float32", 100)
+    assert row["init_steps_per_s"] > 0 and row["head_rel_diff"] < 1e-5 and row["loss_agrees"]
+    assert np.isnan(row["gemm_share"])  # no card, no GEMM rate
+    late = gpu.run_gpu_bench(case_list, ["nnkit-numpy"], repeats=1, deadline=0.0, echo=lambda m: None)
+    assert late["error"].str.startswith("not run").all() and late["loss_agrees"].isna().all()
+
+
+@needs_no_cupy
+def test_cli_gpu_without_a_gpu_is_one_line(tmp_path):
+    result = CliRunner().invoke(main, ["bench", "--gpu", "--results", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "Error: no usable CUDA GPU: CuPy is not installed"
+    assert not (tmp_path / "gpu").exists()
+
+
+def test_cli_gpu_rejects_cpu_backends_and_cases():
+    result = CliRunner().invoke(main, ["bench", "--gpu", "--backends", "numba"])
+    assert result.exit_code == 2 and "GPU backends cuda and cupy" in result.stderr
+    result = CliRunner().invoke(main, ["bench", "--gpu", "--case", "B1"])
+    assert result.exit_code == 2 and "unknown GPU case 'B1'" in result.stderr
+
+
+@needs_no_cupy
+def test_gpu_check_stops_at_once_without_a_gpu(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 2 and time.monotonic() - started < 30
+    assert done.stderr.strip() == "gpu_check: no usable CUDA GPU: CuPy is not installed"
+    assert not (tmp_path / "out").exists()

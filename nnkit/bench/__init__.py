@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from .cases import CASES, Case, custom
-from .peers import NEEDS, PEERS
+from .peers import NEEDS, ON_GPU, PEERS
 
 __all__ = ["CASES", "Case", "custom", "implementations", "run_bench", "scaling", "write_table"]
 
@@ -37,7 +37,7 @@ def implementations(backend_names, with_peers: bool) -> tuple[list[str], list[st
         else:
             notes.append(f"nnkit-{name}: {info.reason}")
     if with_peers:
-        for peer in PEERS:
+        for peer in (peer for peer in PEERS if peer not in ON_GPU):
             if importlib.util.find_spec(NEEDS[peer]) is None:
                 notes.append(f"{peer}: not installed (pip install 'nnkit[bench]')")
             else:
@@ -46,11 +46,12 @@ def implementations(backend_names, with_peers: bool) -> tuple[list[str], list[st
 
 
 def _worker(args, timeout):
+    """The JSON line of ``python -m nnkit.bench.worker args``, or ``{"error": why}``."""
     cmd = [sys.executable, "-m", "nnkit.bench.worker", *args]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
-        return {"error": f"no result within {timeout} s"}
+        return {"error": f"no result within {timeout:.0f} s"}
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
@@ -143,6 +144,8 @@ def markdown(table: pd.DataFrame, columns=COLUMNS) -> str:
 
 
 def _fmt(col, value):
+    if value is None:
+        return "-"
     if isinstance(value, float):
         if value != value:
             return "-"
@@ -150,6 +153,8 @@ def _fmt(col, value):
             return f"{value:.2f}"
         if col == "gemm_share":
             return f"{100 * value:.0f}%"
+        if col.endswith("_rel_diff"):
+            return f"{value:.1e}"
         if col == "mean_final_loss":
             return f"{value:.10g}"
         if col == "init_steps_per_s":
@@ -158,11 +163,12 @@ def _fmt(col, value):
     return str(value)
 
 
-def write_table(table: pd.DataFrame, folder, stem: str, header: str) -> tuple[Path, Path]:
-    """``folder/stem.parquet`` and ``folder/stem.md`` (with ``header`` above the table)."""
+def write_table(table: pd.DataFrame, folder, stem: str, header: str, columns=COLUMNS) -> tuple[Path, Path]:
+    """``folder/stem.parquet`` and ``folder/stem.md`` (with ``header`` above the table of
+    ``columns``)."""
     from ..storage import write_parquet, write_text
 
     folder = Path(folder)
     write_parquet(folder / f"{stem}.parquet", table)
-    write_text(folder / f"{stem}.md", header.rstrip() + "\n\n" + markdown(table) + "\n")
+    write_text(folder / f"{stem}.md", header.rstrip() + "\n\n" + markdown(table, columns) + "\n")
     return folder / f"{stem}.parquet", folder / f"{stem}.md"

@@ -4,6 +4,10 @@ same starting points in every implementation.
 
 Teacher ``y = sum(relu(W*^T x))`` with ``W*`` standard normal over ``sqrt(d)``, inputs
 ``X ~ N(0, I_d)``; inits ``W ~ N(0, 1/d)``, ``v ~ N(0, 1/k)``.
+
+The GPU cases (``nnkit bench --gpu``) are the same problems scaled to fill a card, each
+timed in float64 and in float32: the data and inits are always drawn in float64 and a
+float32 run casts them.
 """
 
 from __future__ import annotations
@@ -41,6 +45,25 @@ CASES = {
 }
 
 
+#: the cases of ``nnkit bench --gpu``; each runs in every one of :data:`DTYPES`
+GPU_CASES = {
+    "B1g": Case("B1g", 100_000, 1_000, 10, 10, 100, 0.05, "medium, GPU"),
+    "B2g": Case("B2g", 100_000, 4, 2, 3, 100, 0.05, "tiny-many, GPU"),
+    "B3g": Case("B3g", 8_192, 2_000, 50, 100, 20, 0.01, "wide, GPU"),
+}
+
+DTYPES = ("float64", "float32")
+
+
+def named(name: str) -> Case:
+    """The CPU or GPU case called ``name``; a custom one from ``R,n,d,k,steps[,lr]``."""
+    if name in CASES:
+        return CASES[name]
+    if name in GPU_CASES:
+        return GPU_CASES[name]
+    return custom(name)
+
+
 def custom(spec: str) -> Case:
     """A case from ``R,n,d,k,steps[,lr]``."""
     parts = spec.split(",")
@@ -60,3 +83,8 @@ def problem(case: Case, seed: int = 0):
     W0 = rng.standard_normal((case.R, case.d, case.k)) / np.sqrt(case.d)
     v0 = rng.standard_normal((case.R, case.k)) / np.sqrt(case.k)
     return X, y, W0, v0
+
+
+def cast(arrays, dtype: str):
+    """The float64 arrays of :func:`problem` as ``dtype`` (``float64`` or ``float32``)."""
+    return tuple(np.asarray(a, dtype=dtype) for a in arrays)

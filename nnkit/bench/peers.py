@@ -3,8 +3,9 @@
 Every function ``prepare(case, X, y)`` returns ``run(W0, v0)``, which trains all R
 networks of a case for ``steps`` plain gradient-descent steps and returns the final loss
 of every network, ``(R,)`` float64; what can be built once (a compiled function) is
-built in ``prepare`` or on the first, untimed call. Each peer runs in a process of its
-own (see :mod:`nnkit.bench.worker`).
+built in ``prepare`` or on the first, untimed call. Each computes in the dtype of the
+arrays it is given (float64 or float32). Each peer runs in a process of its own (see
+:mod:`nnkit.bench.worker`).
 """
 
 from __future__ import annotations
@@ -36,9 +37,19 @@ def numpy_batched(case, X, y):
 
 def torch_autograd(case, X, y):
     """PyTorch with autograd on stacked weights."""
+    return _torch(case, X, y, "cpu")
+
+
+def torch_cuda(case, X, y):
+    """PyTorch with autograd on stacked weights, on the CUDA GPU."""
+    return _torch(case, X, y, "cuda")
+
+
+def _torch(case, X, y, device):
+    """Training on ``device`` in the dtype of ``X`` (TF32 stays off, PyTorch's default)."""
     import torch
 
-    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    Xt, yt = torch.as_tensor(X, device=device), torch.as_tensor(y, device=device)
 
     def losses(W, v):
         H = torch.relu(torch.matmul(Xt, W))
@@ -46,27 +57,44 @@ def torch_autograd(case, X, y):
         return ((f - yt) ** 2).mean(dim=1)
 
     def run(W0, v0):
-        W = torch.from_numpy(W0.copy()).requires_grad_(True)
-        v = torch.from_numpy(v0.copy()).requires_grad_(True)
+        W = torch.tensor(W0, device=device).requires_grad_(True)
+        v = torch.tensor(v0, device=device).requires_grad_(True)
         for _ in range(case.steps):
             gW, gv = torch.autograd.grad(losses(W, v).sum(), (W, v))
             with torch.no_grad():
                 W -= case.lr * gW
                 v -= case.lr * gv
         with torch.no_grad():
-            return losses(W, v).numpy().astype(np.float64)
+            out = losses(W, v)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return out.cpu().numpy().astype(np.float64)
 
     return run
 
 
 def jax_vmap(case, X, y):
     """JAX: ``vmap(grad(loss))`` inside ``jit`` with a ``fori_loop`` over the steps."""
+    return _jax(case, X, y, "cpu")
+
+
+def jax_cuda(case, X, y):
+    """JAX: ``vmap(grad(loss))`` inside ``jit`` with a ``fori_loop``, on the GPU."""
+    return _jax(case, X, y, "gpu")
+
+
+def _jax(case, X, y, platform):
+    """Training on the first ``platform`` device in the dtype of ``X``: 64-bit types
+    are switched on for float64 only, and float32 products are full float32 (JAX's
+    default on a GPU would be TF32)."""
     import jax
 
-    jax.config.update("jax_enable_x64", True)
+    jax.config.update("jax_enable_x64", X.dtype == np.float64)
+    jax.config.update("jax_default_matmul_precision", "highest")
     import jax.numpy as jnp
 
-    Xj, yj = jnp.asarray(X), jnp.asarray(y)
+    device = jax.devices(platform)[0]
+    Xj, yj = jax.device_put(X, device), jax.device_put(y, device)
 
     def loss(W, v):
         f = jnp.maximum(Xj @ W, 0.0) @ v
@@ -84,12 +112,17 @@ def jax_vmap(case, X, y):
         return jax.vmap(loss)(W, v)
 
     def call(W0, v0):
-        out = run(jnp.asarray(W0), jnp.asarray(v0))
+        out = run(jax.device_put(W0, device), jax.device_put(v0, device))
         return np.asarray(out.block_until_ready(), dtype=np.float64)
 
     return call
 
 
-PEERS = {"numpy-batched": numpy_batched, "torch": torch_autograd, "jax": jax_vmap}
+PEERS = {
+    "numpy-batched": numpy_batched, "torch": torch_autograd, "jax": jax_vmap,
+    "torch-cuda": torch_cuda, "jax-cuda": jax_cuda,
+}  # fmt: skip
 #: the module each peer needs, to tell which are installed without importing them
-NEEDS = {"numpy-batched": "numpy", "torch": "torch", "jax": "jax"}
+NEEDS = {"numpy-batched": "numpy", "torch": "torch", "jax": "jax", "torch-cuda": "torch", "jax-cuda": "jax"}
+#: the peers of ``nnkit bench --gpu``; the others run on the CPU
+ON_GPU = ("torch-cuda", "jax-cuda")
