@@ -104,6 +104,24 @@ def show(run_dir):
 
 @main.command()
 @click.argument("run_dir", metavar="RUN")
+@click.option("--set", "overrides", multiple=True, metavar="analysis.KEY=VALUE",
+              help="Change an [analysis] setting for this analysis (repeatable).")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the run folder.")
+def minima(run_dir, overrides, quiet):
+    """Map the minima of the finished run RUN: polish, Hessians, distinct minima modulo
+    symmetry. Writes RUN/minima.parquet, the new runs.parquet columns and figures."""
+    from .analysis import analyse_run
+    from .results import load
+
+    run = load(run_dir)
+    table = analyse_run(run, overrides, echo=None if quiet else lambda m: click.echo(m, err=True))
+    if not quiet:
+        _print_minima(run, table)
+    click.echo(str(run.path))
+
+
+@main.command()
+@click.argument("run_dir", metavar="RUN")
 def plot(run_dir):
     """Draw the figures of the finished run RUN into RUN/figures/."""
     from .plots import plot_run
@@ -221,6 +239,22 @@ def _print_summary(result):
     with pd.option_context("display.width", 200, "display.max_columns", 30,
                            "display.float_format", "{:.4g}".format):
         click.echo(result.summary().to_string(index=False))
+    _print_minima(result)
+
+
+def _print_minima(result, minima=None):
+    """The minima table of a run that has one: the most frequent minima of each point."""
+    import pandas as pd
+
+    from .analysis import load_minima, minima_summary
+
+    minima = load_minima(result.path) if minima is None else minima
+    if minima is None:
+        return
+    click.echo(f"\ndistinct minima ({len(minima)} in all; minima.parquet has every one):")
+    with pd.option_context("display.width", 200, "display.max_columns", 30,
+                           "display.float_format", "{:.4g}".format):
+        click.echo(minima_summary(minima, result.sweep_keys).to_string(index=False))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -113,6 +113,40 @@ class RunConfig:
 
 
 @dataclass(frozen=True)
+class AnalysisConfig:
+    """Mapping the minima after training (``enabled``; ``nnkit minima RUN`` redoes it).
+
+    ``polish``: drive each final point's gradient norm down to ``grad_tol`` with damped
+    Newton steps (at most ``polish_steps``); points that do not get there, or get there
+    only by moving more than ``polish_radius`` (relative to ``max(1, |theta|)``), are
+    "not converged". Eigenvalues of the Hessian within ``eig_tol`` times the largest one in
+    magnitude count as zero. Two converged minima are one when their losses differ by
+    at most ``loss_tol`` (relative to ``max(1, |loss|)``) and their canonical forms
+    (modulo the network's symmetries) by at most ``distance_tol`` (relative to
+    ``max(1, |theta|)``). A minimum is global when its loss is within ``global_tol`` of
+    ``optimum`` (the known optimal loss, e.g. 0 for a realisable teacher; -inf: unknown,
+    the lowest loss found stands for it); the other minima are spurious.
+    """
+
+    enabled: bool = False
+    polish: bool = True
+    grad_tol: float = 1e-10
+    polish_steps: int = 100
+    polish_radius: float = 0.05
+    eig_tol: float = 1e-7
+    loss_tol: float = 1e-8
+    distance_tol: float = 1e-4
+    global_tol: float = 1e-6
+    optimum: float = -math.inf
+
+    def check(self):
+        validate.check(
+            self, "analysis", grad_tol="> 0", polish_steps=">= 0", polish_radius="> 0", eig_tol=">= 0",
+            loss_tol=">= 0", distance_tol=">= 0", global_tol=">= 0",
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
 class Experiment:
     """One fully resolved experiment (a single point of a sweep)."""
 
@@ -126,7 +160,11 @@ class Experiment:
     init: InitConfig = field(default_factory=InitConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     sweep: tuple[tuple[str, tuple], ...] = ()
+    #: ``product``: every combination of the swept values; ``zip``: the i-th values of
+    #: every key together (all lists of one length)
+    sweep_mode: Literal["product", "zip"] = "product"
 
     # -- the objects the library works with --------------------------------
     def build_model(self, d: int) -> Model:
@@ -146,10 +184,12 @@ class Experiment:
         """Plain nested dict (lists, not tuples) that :func:`from_dict` reads back."""
         out = {"name": self.name, "seed": self.seed, "inits": self.inits}
         out["data"] = {"kind": self.data_kind, **dataclasses.asdict(self.data)}
-        for section in ("model", "objective", "init", "train", "run"):
+        for section in ("model", "objective", "init", "train", "run", "analysis"):
             out[section] = dataclasses.asdict(getattr(self, section))
         if self.sweep:
             out["sweep"] = {key: list(values) for key, values in self.sweep}
+            if self.sweep_mode != "product":
+                out["sweep"]["mode"] = self.sweep_mode
         return _lists(out)
 
 
@@ -159,10 +199,11 @@ _SECTIONS = {
     "init": InitConfig,
     "train": TrainConfig,
     "run": RunConfig,
+    "analysis": AnalysisConfig,
 }
 _TOP = {"name": str, "seed": int, "inits": int}
 #: float keys that may be infinite (a bound or target that is switched off)
-_INFINITY_ALLOWED = {"train.max_loss", "train.loss_target"}
+_INFINITY_ALLOWED = {"train.max_loss", "train.loss_target", "analysis.optimum"}
 #: keys a sweep cannot vary: how the work runs, and the data kind (whose options differ)
 _NOT_SWEPT = ("run.", "data.kind")
 
@@ -197,6 +238,12 @@ def from_dict(raw: dict, default_name: str = "experiment") -> Experiment:
         kwargs[section] = _build(cls, _table(raw, section), section)
 
     sweep = flatten(_table(raw, "sweep"))
+    mode = sweep.pop("mode", "product")
+    if mode not in ("product", "zip"):
+        raise ConfigError(f"sweep.mode = {mode!r} is not allowed (expected 'product' or 'zip')")
+    kwargs["sweep_mode"] = mode
+    if mode == "zip" and len({len(v) if isinstance(v, list) else -1 for v in sweep.values()}) > 1:
+        raise ConfigError("sweep.mode = 'zip' needs lists of one length for every swept key")
     for key, values in sweep.items():
         if key.startswith(_NOT_SWEPT):
             raise ConfigError(
@@ -275,7 +322,9 @@ def expand_sweep(experiment: Experiment) -> list[tuple[dict, Experiment]]:
     base.pop("sweep")
     keys = [key for key, _ in experiment.sweep]
     points = []
-    for combo in itertools.product(*(values for _, values in experiment.sweep)):
+    lists = [values for _, values in experiment.sweep]
+    combos = zip(*lists) if experiment.sweep_mode == "zip" else itertools.product(*lists)
+    for combo in combos:
         raw = _lists(base)
         for key, value in zip(keys, combo):
             *parents, leaf = key.split(".")

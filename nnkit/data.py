@@ -46,6 +46,9 @@ class TeacherStudent:
     ``teacher_weights``: ``normal`` (entries ``N(0, 1/d)``) or ``orthonormal`` (the
     teacher's ``w_j`` are orthonormal; needs ``teacher_width <= d``).
     ``teacher_output``: ``ones`` (``a_j = 1``) or ``normal`` (``a_j ~ N(0, 1/k)``).
+    ``population``: train on the exact expected loss over ``x ~ N(0, I_d)`` instead of
+    the ``n`` samples (ReLU teacher without noise; one-hidden-layer ReLU students without
+    biases; :mod:`nnkit.population`); the test samples still give the test loss.
     """
 
     d: int = 4
@@ -56,11 +59,17 @@ class TeacherStudent:
     teacher_weights: Literal["normal", "orthonormal"] = "normal"
     teacher_output: Literal["ones", "normal"] = "ones"
     noise: float = 0.0
+    population: bool = False
 
     def check(self):
         validate.check(
             self, "data", d="> 0", n="> 0", teacher_width="> 0", n_test=">= 0", noise=">= 0"
         )
+        if self.population and (self.teacher_activation != "relu" or self.noise != 0):
+            raise UserError(
+                "data.population = true needs a ReLU teacher without noise "
+                "(data.teacher_activation = 'relu', data.noise = 0)"
+            )
         if self.teacher_weights == "orthonormal" and self.teacher_width > self.d:
             raise UserError(
                 f"data.teacher_width = {self.teacher_width} orthonormal teacher vectors "

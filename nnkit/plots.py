@@ -79,7 +79,62 @@ def plot_run(run) -> list[Path]:
     """Every figure of ``run``; returns the files written."""
     out = run.path / "figures"
     made = [loss_histogram(run, out / "final_loss.png"), training_curves(run, out / "training.png")]
+    from .analysis import load_minima
+
+    made += minima_figures(run, load_minima(run.path))
     return [p for p in made if p is not None]
+
+
+def minima_figures(run, minima) -> list[Path]:
+    """``figures/minima.png`` (every minimum: fraction of inits against loss, with 95%
+    intervals) and ``figures/spectra.png`` (Hessian spectra of the most frequent)."""
+    out = run.path / "figures"
+    if minima is None or minima.empty:
+        return []
+    return [_minima_map(run, minima, out / "minima.png"), _spectra(run, minima, out / "spectra.png")]
+
+
+def _minima_map(run, minima, path, floor=1e-16):
+    plt = _pyplot()
+    points = sorted(minima["point"].unique())
+    fig, axes = plt.subplots(1, len(points), figsize=(4.2 * len(points), 3.4), squeeze=False)
+    for ax, p in zip(axes[0], points):
+        m = minima[minima["point"] == p]
+        for spurious, colour, label in ((False, "tab:blue", "global"), (True, "tab:red", "spurious")):
+            sel = m[m["spurious"] == spurious]
+            if sel.empty:
+                continue
+            err = np.vstack([sel["fraction"] - sel["fraction_low"], sel["fraction_high"] - sel["fraction"]])
+            degenerate = sel["kind"] == "degenerate minimum"
+            for mask, marker in ((~degenerate, "o"), (degenerate, "s")):
+                if mask.any():
+                    ax.errorbar(sel["loss"][mask].clip(lower=floor), sel["fraction"][mask],
+                                yerr=err[:, mask.to_numpy()], fmt=marker, color=colour, ms=5,
+                                capsize=2, label=f"{label}{' (degenerate)' if marker == 's' else ''}")  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_xlabel(f"loss (below {floor:g} drawn at it)")
+        ax.set_ylabel("fraction of inits")
+        ax.set_title(_point_title(run, run.runs[run.runs["point"] == p], p), fontsize=8)
+        ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def _spectra(run, minima, path, top=5):
+    plt = _pyplot()
+    points = sorted(minima["point"].unique())
+    fig, axes = plt.subplots(1, len(points), figsize=(4.2 * len(points), 3.4), squeeze=False)
+    for ax, p in zip(axes[0], points):
+        m = minima[minima["point"] == p].sort_values("count", ascending=False).head(top)
+        for _, row in m.iterrows():
+            eig = np.sort(np.asarray(row["eigenvalues"], dtype=float))
+            ax.plot(np.arange(1, eig.size + 1), eig, marker=".", lw=0.8,
+                    label=f"#{row['minimum']}: loss {row['loss']:.3g}, {row['count']} inits")  # fmt: skip
+        ax.set_yscale("symlog", linthresh=1e-8)
+        ax.set_xlabel("eigenvalue rank")
+        ax.set_ylabel("Hessian eigenvalue")
+        ax.set_title(_point_title(run, run.runs[run.runs["point"] == p], p), fontsize=8)
+        ax.legend(fontsize=6)
+    return _save(fig, path)
 
 
 def _point_title(run, group, p):

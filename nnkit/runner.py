@@ -97,6 +97,11 @@ def run_experiment(
     meta["finished"] = _now()
     meta["train_seconds"] = round(sum(s.get("seconds", 0.0) for s in meta["sessions"]), 3)
     storage.write_json(run_dir / "meta.json", meta)
+    if experiment.analysis.enabled:
+        from .analysis import analyse_run
+        from .results import load
+
+        analyse_run(load(run_dir))
     return run_dir
 
 
@@ -147,7 +152,13 @@ def _run_point(run_dir, meta, p, values, exp, problem, be, bar):
         storage.write_json(run_dir / "meta.json", meta)
     model = exp.build_model(ds.d)
     objective = exp.objective
-    kernel = be.kernel(model, objective)
+    if getattr(exp.data, "population", False):  # the exact expected loss, on the CPU
+        from .population import population_for
+
+        be = backends.get("numpy")
+        kernel = population_for(exp, model, ds)
+    else:
+        kernel = be.kernel(model, objective)
     for c, first in enumerate(range(0, exp.inits, chunk)):
         stem = run_dir / "chunks" / f"p{p:03d}-c{c:05d}"
         ids = np.arange(first, min(first + chunk, exp.inits))

@@ -1,0 +1,150 @@
+"""Mapping the minima: polishing, grouping modulo symmetry, the minima table, and the
+analysis stage of a run through the CLI."""
+
+from __future__ import annotations
+
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+import nnkit
+from nnkit import config, symmetry
+from nnkit import hessian as hess
+from nnkit.backends.reference import ReferenceKernel
+from nnkit.cli import main
+from nnkit.config import AnalysisConfig
+from nnkit.minima import Landscape, analyse, group, wilson
+from nnkit.polish import polish
+
+from conftest import make_problem
+
+
+def quartic():
+    """``E(w) = sum (w^2 - 1)^2 / 4``: minima at +-1, a maximum at 0, saddles between."""
+    return Landscape(
+        lambda t: (((t**2 - 1) ** 2).sum(axis=1) / 4, t**3 - t),
+        lambda t: np.stack([np.diag(3 * r**2 - 1) for r in t]),
+    )
+
+
+def test_polishing_reaches_the_nearby_critical_point_whatever_its_kind():
+    land = quartic()
+    start = np.array([[0.9, 1.2, -1.1], [0.02, 0.95, -0.05]])
+    res = polish(land.value_and_grad, land.hessian, start, 1e-12, 50)
+    assert res.converged.all() and (res.grad_norm <= 1e-12).all()
+    np.testing.assert_allclose(res.theta, [[1, 1, -1], [0, 1, 0]], atol=1e-12)
+    assert (res.steps > 0).all() and (res.steps < 20).all()
+
+
+def test_polishing_a_network_to_1e_10_and_not_converged_when_it_cannot():
+    model, obj, theta, X, _ = make_problem(activation="tanh", widths=(3,), d=2, n=30, R=5, seed=3)
+    kernel = ReferenceKernel(model, obj)
+    y = kernel.predict(theta[:1], X)[0]  # a realisable target: theta[0] is a minimum
+    land = Landscape(lambda t: kernel.value_and_grad(t, X, y),
+                     lambda t: hess.hessian(model, obj, t, X, y))  # fmt: skip
+    start = theta[[0] * 5] + 1e-3 * np.random.default_rng(0).normal(size=(5, theta.shape[1]))
+    res = polish(land.value_and_grad, land.hessian, start, 1e-10, 60)
+    assert res.converged.all() and (res.grad_norm <= 1e-10).all() and (res.steps <= 40).all()
+    np.testing.assert_allclose(res.theta, theta[[0] * 5], atol=1e-5)  # an ill-conditioned minimum
+    assert (res.loss < 1e-15).all()
+    stuck = polish(land.value_and_grad, land.hessian, start, 1e-10, 0)
+    assert not stuck.converged.any() and (stuck.steps == 0).all()
+
+
+def test_wilson_interval():
+    low, high = wilson(np.array([0, 50, 100]), 100)
+    assert low[0] < 1e-15 and 0 < high[0] < 0.05
+    assert low[1] < 0.5 < high[1] and abs((low[1] + high[1]) / 2 - 0.5) < 1e-12
+    assert high[2] > 1 - 1e-15 and 0.95 < low[2] < 1
+
+
+def test_symmetric_copies_are_one_minimum_and_different_networks_are_not():
+    model, obj, theta, X, y = make_problem(activation="tanh", widths=(4,), R=2, seed=5)
+    rng = np.random.default_rng(0)
+    copies = np.vstack([symmetry.random_symmetry(model, theta[[0]], rng) for _ in range(5)])
+    points = np.vstack([copies, theta[[1]]])
+    loss = ReferenceKernel(model, obj).value(points, X, y)
+    ids = group(model, points, loss, np.ones(6, bool), AnalysisConfig())
+    assert len(set(ids[:5])) == 1 and ids[5] != ids[0]
+
+
+def test_the_minima_table_counts_and_flags():
+    land = quartic()
+    rng = np.random.default_rng(1)
+    start = np.sign(rng.normal(size=(40, 1))) * (1 + 0.01 * rng.normal(size=(40, 1)))
+    start = np.hstack([start, 0.01 * rng.normal(size=(40, 1))])  # second coordinate: near 0
+    model = make_problem(activation="linear", widths=(1,), d=1, bias=False, output_bias=False)[0]
+    theta, per_init, minima = analyse(land, model, start, AnalysisConfig(), np.arange(40))
+    # near (+-1, 0): the second coordinate sits at a maximum of its quartic: saddles
+    assert set(per_init["kind"]) == {"saddle"} and (per_init["minimum"] == -1).all()
+    assert minima.empty
+    start[:, 1] = np.sign(start[:, 0]) * (1 + 0.01 * rng.normal(size=40))
+    theta, per_init, minima = analyse(land, model, start, AnalysisConfig(), np.arange(40))
+    # (1, 1) and (-1, -1): a linear unit's sign flip maps one onto the other
+    assert (per_init["kind"] == "strict minimum").all()
+    assert len(minima) == 1 and minima["count"].iloc[0] == 40
+    assert minima["is_global"].all() and not minima["spurious"].any()
+    assert minima["fraction_low"].iloc[0] < 1 == minima["fraction_high"].iloc[0]
+
+
+XOR = """
+name = "xm"
+inits = 24
+[data]
+kind = "xor"
+[model]
+hidden = [2]
+activation = "sigmoid"
+output_bias = true
+[objective]
+half = true
+[init]
+scale = "fixed"
+std = 1.0
+[train]
+lr = 1.0
+max_steps = 4000
+[analysis]
+enabled = true
+optimum = 0.0
+[run]
+backend = "numpy"
+"""
+
+
+def test_run_with_analysis_then_nnkit_minima_and_show(tmp_path):
+    path = tmp_path / "xm.toml"
+    path.write_text(textwrap.dedent(XOR))
+    cli = CliRunner()
+    done = cli.invoke(main, ["run", str(path), "--results", str(tmp_path / "r"), "-q"])
+    assert done.exit_code == 0, done.output
+    run_dir = done.output.strip().splitlines()[-1]
+    run = nnkit.load(run_dir)
+    minima = pd.read_parquet(f"{run_dir}/minima.parquet")
+    assert {"minimum", "kind", "polished_grad_norm", "polish_steps"} <= set(run.runs.columns)
+    assert minima["count"].sum() == (run.runs["minimum"] >= 0).sum()
+    converged = run.runs["kind"].isin(["strict minimum", "degenerate minimum"])
+    assert (run.runs.loc[converged, "polished_grad_norm"] <= 1e-10).all()
+    for name in ("minima.png", "spectra.png"):
+        assert (run.path / "figures" / name).is_file()
+    shown = cli.invoke(main, ["show", run_dir])
+    assert "distinct minima" in shown.output
+    again = cli.invoke(main, ["minima", run_dir, "--set", "analysis.loss_tol=1e-3", "-q"])
+    assert again.exit_code == 0 and again.output.strip() == run_dir
+    assert len(pd.read_parquet(f"{run_dir}/minima.parquet")) <= len(minima)
+    bad = cli.invoke(main, ["minima", run_dir, "--set", "train.lr=1"])
+    assert bad.exit_code == 2 and "only analysis" in bad.output
+
+
+def test_zip_sweeps_pair_values_and_check_lengths():
+    exp = config.from_dict({"sweep": {"mode": "zip", "data.d": [2, 3], "data.teacher_width": [2, 3]}})
+    values = [v for v, _ in config.expand_sweep(exp)]
+    assert values == [{"data.d": 2, "data.teacher_width": 2}, {"data.d": 3, "data.teacher_width": 3}]
+    assert config.from_dict(exp.to_dict()) == exp
+    with pytest.raises(nnkit.ConfigError, match="one length"):
+        config.from_dict({"sweep": {"mode": "zip", "data.d": [2, 3], "seed": [1]}})
+    with pytest.raises(nnkit.ConfigError, match="sweep.mode"):
+        config.from_dict({"sweep": {"mode": "all", "data.d": [2]}})

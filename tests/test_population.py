@@ -1,0 +1,266 @@
+"""The exact teacher-student population loss (arc-cosine kernel) of nnkit.population."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nnkit.backends import numpy_backend
+from nnkit.backends.reference import ReferenceKernel
+from nnkit.config import TrainConfig
+from nnkit.layout import Layout
+from nnkit.model import Model
+from nnkit.objective import Objective
+from nnkit.population import TeacherStudentPopulation
+from nnkit.train import train
+
+
+def layout(d, k, trained=True, value=1.0):
+    return Layout(d=d, widths=(k,), bias=(False,), output_trained=trained, output_value=value)
+
+
+def orthonormal(d, seed):
+    return np.linalg.qr(np.random.default_rng(seed).normal(size=(d, d)))[0]
+
+
+def student_from(lay, W, a=None):
+    """One theta row (1, P) from ``W (d, k)`` and, when trained, ``a (k,)``."""
+    parts = [W.reshape(-1)] + ([a] if lay.output_trained else [])
+    return np.concatenate(parts)[None]
+
+
+def fd_grad(f, theta, h):
+    g = np.zeros_like(theta)
+    for p in range(theta.shape[1]):
+        e = np.zeros(theta.shape[1])
+        e[p] = h
+        g[:, p] = (f(theta + e) - f(theta - e)) / (2 * h)
+    return g
+
+
+def fd_hessian(pop, theta, h=1e-5):
+    H = np.zeros(theta.shape + (theta.shape[1],))
+    for p in range(theta.shape[1]):
+        e = np.zeros(theta.shape[1])
+        e[p] = h
+        H[:, :, p] = (pop.value_and_grad(theta + e)[1] - pop.value_and_grad(theta - e)[1]) / (2 * h)
+    return H
+
+
+def special_students(lay, V, rng):
+    """Random students plus students with units parallel / antiparallel to a teacher
+    unit (t = 0, pi) and two parallel student units."""
+    d, k = lay.d, lay.widths[0]
+    rows = [rng.normal(size=(2, lay.size))]
+    W = rng.normal(size=(d, k))
+    W[:, 0] = 1.7 * V[:, 0]
+    W[:, 1] = -0.6 * V[:, 1 % V.shape[1]]
+    W[:, 2] = 0.5 * W[:, 3]
+    rows.append(student_from(lay, W, rng.normal(size=k)))
+    return np.concatenate(rows)
+
+
+# -- the closed form against Monte Carlo ----------------------------------------------
+
+D = 6
+N_MC = 2_000_000
+
+
+@pytest.fixture(scope="module")
+def X_mc():
+    return np.random.default_rng(123).normal(size=(N_MC, D))
+
+
+def mc_loss(pop, theta, X):
+    """Sample mean of (f - y)^2 per student and its standard error."""
+    y = pop.teacher(X)
+    s1 = np.zeros(theta.shape[0])
+    s2 = np.zeros(theta.shape[0])
+    for start in range(0, X.shape[0], 500_000):
+        r2 = (pop.predict(theta, X[start : start + 500_000]) - y[start : start + 500_000]) ** 2
+        s1 += r2.sum(axis=1)
+        s2 += (r2 * r2).sum(axis=1)
+    mean = s1 / X.shape[0]
+    return mean, np.sqrt((s2 / X.shape[0] - mean**2) / X.shape[0])
+
+
+@pytest.mark.parametrize(
+    "name, k, trained, teacher",
+    [
+        ("trained output, orthonormal teacher", 6, True, "orthonormal"),
+        ("output fixed to ones, orthonormal teacher", 6, False, "orthonormal"),
+        ("trained output, normal teacher", 6, True, "normal"),
+        ("k > k*, fixed output", 9, False, "normal4"),
+        ("k < k*, trained output", 3, True, "orthonormal"),
+    ],
+)
+def test_closed_form_matches_monte_carlo(X_mc, name, k, trained, teacher):
+    rng = np.random.default_rng(k + 10 * trained)
+    V = {
+        "orthonormal": orthonormal(D, 1),
+        "normal": rng.normal(size=(D, D)) / np.sqrt(D),
+        "normal4": rng.normal(size=(D, 4)) / np.sqrt(D),
+    }[teacher]
+    lay = layout(D, k, trained)
+    pop = TeacherStudentPopulation(lay, V)
+    theta = rng.normal(size=(3, lay.size)) / np.sqrt(D)
+    exact = pop.value(theta)
+    mean, se = mc_loss(pop, theta, X_mc)
+    assert np.all(np.abs(exact - mean) < 4.5 * se), (name, exact, mean, se)
+    # E[y^2] alone: a student with all weights 0
+    mean0, se0 = mc_loss(pop, np.zeros((1, lay.size)), X_mc)
+    assert abs(pop.teacher_norm - mean0[0]) < 4.5 * se0[0]
+
+
+def test_predict_matches_reference_kernel():
+    rng = np.random.default_rng(0)
+    for trained in (True, False):
+        lay = layout(4, 5, trained, value=0.7)
+        pop = TeacherStudentPopulation(lay, rng.normal(size=(4, 3)))
+        ref = ReferenceKernel(Model(lay, ("relu",)), Objective())
+        theta, X = rng.normal(size=(3, lay.size)), rng.normal(size=(11, 4))
+        np.testing.assert_allclose(pop.predict(theta, X), ref.predict(theta, X), rtol=1e-13)
+        Xr = rng.normal(size=(3, 11, 4))  # one batch per network
+        np.testing.assert_allclose(pop.predict(theta, Xr), ref.predict(theta, Xr), rtol=1e-13)
+
+
+# -- exact derivatives -------------------------------------------------------------------
+
+CASES = [
+    # d, k, k*, output trained, output value, teacher output weights
+    (5, 4, 3, True, 1.0, None),
+    (6, 6, 6, False, 1.0, None),
+    (4, 5, 2, False, 0.7, np.array([1.0, -0.5])),
+    (3, 4, 5, True, 1.0, np.array([0.3, 1.0, -2.0, 0.5, 1.2])),
+]
+
+
+@pytest.mark.parametrize("d, k, ks, trained, value, b", CASES)
+def test_gradient_matches_finite_differences(d, k, ks, trained, value, b):
+    rng = np.random.default_rng(d * k * ks)
+    V = orthonormal(d, 2)[:, :ks] if ks <= d else rng.normal(size=(d, ks))
+    lay = layout(d, k, trained, value)
+    pop = TeacherStudentPopulation(lay, V, b)
+    theta = special_students(lay, V, rng)
+    loss, g = pop.value_and_grad(theta)
+    np.testing.assert_allclose(loss, pop.value(theta), rtol=1e-14)
+    gf = fd_grad(pop.value, theta, 1e-6)
+    np.testing.assert_allclose(g, gf, rtol=1e-6, atol=1e-6 * np.abs(g).max())
+
+
+@pytest.mark.parametrize("d, k, ks, trained, value, b", CASES)
+def test_hessian_matches_finite_differences_and_is_symmetric(d, k, ks, trained, value, b):
+    rng = np.random.default_rng(d * k * ks + 1)
+    V = orthonormal(d, 3)[:, :ks] if ks <= d else rng.normal(size=(d, ks))
+    lay = layout(d, k, trained, value)
+    pop = TeacherStudentPopulation(lay, V, b)
+    theta = special_students(lay, V, rng)
+    H = pop.hessian(theta)
+    assert H.shape == (theta.shape[0], lay.size, lay.size)
+    scale = np.abs(H).max()
+    np.testing.assert_allclose(H, np.swapaxes(H, 1, 2), rtol=0, atol=1e-13 * scale)
+    # k is only C^2 at t = 0 and pi: there the difference quotient is O(h), ~1e-6 here
+    np.testing.assert_allclose(H, fd_hessian(pop, theta), rtol=1e-5, atol=1e-5 * scale)
+
+
+def test_zero_student_unit_has_zero_gradient():
+    rng = np.random.default_rng(5)
+    lay = layout(4, 3)
+    pop = TeacherStudentPopulation(lay, rng.normal(size=(4, 2)))
+    W = rng.normal(size=(4, 3))
+    W[:, 1] = 0.0
+    theta = student_from(lay, W, rng.normal(size=3))
+    loss, g = pop.value_and_grad(theta)
+    H = pop.hessian(theta)
+    assert np.isfinite(loss).all() and np.isfinite(H).all()
+    assert np.all(lay.weights(g, 1)[0, :, 1] == 0.0)
+    # the unit contributes nothing, so the loss is that of the student without it
+    lay2 = layout(4, 2)
+    theta2 = student_from(lay2, W[:, [0, 2]], theta[0, -3:][[0, 2]])
+    reduced = TeacherStudentPopulation(lay2, pop.V).value(theta2)
+    np.testing.assert_allclose(loss, reduced, rtol=1e-14)
+
+
+# -- the teacher, permutations, conventions ----------------------------------------------
+
+
+@pytest.mark.parametrize("trained", [True, False])
+def test_teacher_is_a_zero_loss_critical_point_for_every_permutation(trained):
+    rng = np.random.default_rng(7)
+    d, k = 5, 4
+    V = rng.normal(size=(d, k))
+    b = rng.normal(size=k) if trained else np.ones(k)
+    lay = layout(d, k, trained)
+    pop = TeacherStudentPopulation(lay, V, b)
+    perms = [np.arange(k), np.array([3, 1, 0, 2]), np.array([1, 2, 3, 0])]
+    theta = np.concatenate([student_from(lay, V[:, p], b[p]) for p in perms])
+    loss, g = pop.value_and_grad(theta)
+    assert np.abs(loss).max() < 1e-12
+    assert np.abs(g).max() < 1e-12
+
+
+def test_loss_is_invariant_under_permutations_of_student_units():
+    rng = np.random.default_rng(8)
+    d, k = 4, 5
+    lay = layout(d, k)
+    pop = TeacherStudentPopulation(lay, rng.normal(size=(d, 3)))
+    W, a = rng.normal(size=(d, k)), rng.normal(size=k)
+    perm = rng.permutation(k)
+    theta = np.concatenate([student_from(lay, W, a), student_from(lay, W[:, perm], a[perm])])
+    loss = pop.value(theta)
+    np.testing.assert_allclose(loss[1], loss[0], rtol=1e-13)
+
+
+def test_half_and_penalty():
+    rng = np.random.default_rng(9)
+    lay = layout(4, 3)
+    V = rng.normal(size=(4, 2))
+    theta = rng.normal(size=(3, lay.size))
+    plain = TeacherStudentPopulation(lay, V)
+    half = TeacherStudentPopulation(lay, V, objective=Objective(half=True))
+    l2 = TeacherStudentPopulation(lay, V, objective=Objective(l2=0.3))
+    l1 = TeacherStudentPopulation(lay, V, objective=Objective(l1=0.2))
+    (L, g), H = plain.value_and_grad(theta), plain.hessian(theta)
+    np.testing.assert_allclose(half.value(theta), L / 2, rtol=1e-14)
+    np.testing.assert_allclose(half.value_and_grad(theta)[1], g / 2, rtol=1e-14)
+    np.testing.assert_allclose(half.hessian(theta), H / 2, rtol=1e-14)
+    np.testing.assert_allclose(l2.value(theta), L + 0.3 * np.sum(theta**2, axis=1), rtol=1e-14)
+    np.testing.assert_allclose(l2.value_and_grad(theta)[1], g + 0.6 * theta, rtol=1e-13)
+    np.testing.assert_allclose(l2.hessian(theta), H + 0.6 * np.eye(lay.size), rtol=1e-14)
+    np.testing.assert_allclose(l1.value(theta), L + 0.2 * np.abs(theta).sum(axis=1), rtol=1e-14)
+    np.testing.assert_allclose(l1.hessian(theta), H, rtol=1e-14)
+
+
+def test_rejects_layouts_without_a_closed_form():
+    V = np.ones((3, 2))
+    bad = [
+        Layout(d=3, widths=(4, 4), bias=(False, False)),
+        Layout(d=3, widths=(4,), bias=(True,)),
+        Layout(d=3, widths=(4,), bias=(False,), output_bias=True),
+    ]
+    for lay in bad:
+        with pytest.raises(ValueError, match="one hidden layer"):
+            TeacherStudentPopulation(lay, V)
+    with pytest.raises(ValueError, match="relu"):
+        TeacherStudentPopulation(Model(layout(3, 4), ("tanh",)), V)
+    with pytest.raises(ValueError, match="shape"):
+        TeacherStudentPopulation(layout(3, 4), np.ones((2, 2)))
+    with pytest.raises(ValueError, match="squared"):
+        TeacherStudentPopulation(layout(3, 4), V, objective=Objective(loss="logistic"))
+
+
+def test_trainer_runs_on_the_population_loss():
+    rng = np.random.default_rng(10)
+    d, k = 4, 3
+    lay = layout(d, k, trained=False)
+    V = orthonormal(d, 4)[:, :k]
+    pop = TeacherStudentPopulation(Model(lay, ("relu",)), V, objective=Objective(half=True))
+    # the teacher's weights plus a small perturbation converge back to the teacher
+    theta0 = V.reshape(1, -1) + 0.05 * rng.normal(size=(2, lay.size))
+    X, y = np.zeros((1, d)), np.zeros(1)  # ignored by the kernel
+    # loss_target < 0: stop on the gradient only (the loss reaches 0 up to rounding)
+    cfg = TrainConfig(lr=0.5, max_steps=2000, grad_tol=1e-10, loss_target=-1.0)
+    result = train(pop, numpy_backend.make(), theta0, X, y, cfg)
+    assert list(result.status) == ["converged", "converged"]
+    assert np.all(np.abs(result.loss) < 1e-14)
+    np.testing.assert_allclose(result.theta, np.tile(V.reshape(1, -1), (2, 1)), atol=1e-8)
