@@ -108,15 +108,40 @@ def analyse_run(run, overrides=(), echo=None):
         "settings": dataclasses.asdict(cfg), "seconds": round(time.perf_counter() - started, 3),
     })  # fmt: skip
     run.__dict__.pop("runs", None)  # the cached table is stale now
-    from .plots import minima_figures
+    from .plots import plot_run
 
-    minima_figures(run, minima)
+    plot_run(run)  # the final-loss histogram, the minima and their spectra among them
     return minima
+
+
+def landing(runs: pd.DataFrame, minima: pd.DataFrame, sweep_keys) -> pd.DataFrame:
+    """Per sweep point, where the inits ended: at a global minimum, at a spurious one,
+    at a saddle, or not converged; the fraction at spurious minima with its 95% Wilson
+    interval, and how many distinct spurious minima (and loss levels) there are."""
+    from .minima import wilson
+
+    spurious = minima.set_index(["point", "minimum"])["spurious"]
+    rows = []
+    for p, group in runs.groupby("point", sort=True):
+        ids = group["minimum"].to_numpy()
+        is_spurious = np.array([bool(spurious.get((p, i), False)) for i in ids])
+        at_min = ids >= 0
+        found = minima[(minima["point"] == p) & minima["spurious"]]
+        low, high = wilson(is_spurious.sum(), len(group))
+        rows.append({
+            "point": p, **{key: group[key].iloc[0] for key in sweep_keys}, "inits": len(group),
+            "global": int((at_min & ~is_spurious).sum()), "spurious": int(is_spurious.sum()),
+            "saddle": int((group["kind"] == "saddle").sum()),
+            "not_converged": int((group["kind"] == "not converged").sum()),
+            "spurious_fraction": is_spurious.mean(), "spurious_low": float(low), "spurious_high": float(high),
+            "spurious_minima": len(found), "spurious_levels": found["level"].nunique(),
+        })  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def minima_summary(minima: pd.DataFrame, sweep_keys, top: int = 10) -> pd.DataFrame:
     """The minima table as ``nnkit show`` prints it: per point the ``top`` most frequent."""
-    cols = ["point", *sweep_keys, "minimum", "loss", "test_loss", "count", "fraction",
+    cols = ["point", *sweep_keys, "minimum", "level", "loss", "test_loss", "count", "fraction",
             "fraction_low", "fraction_high", "kind", "nullity", "eig_min", "spurious"]  # fmt: skip
     shown = minima.sort_values(["point", "count"], ascending=[True, False])
     return shown.groupby("point", sort=True).head(top)[[c for c in cols if c in minima.columns]]

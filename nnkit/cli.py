@@ -246,14 +246,17 @@ def _print_minima(result, minima=None):
     """The minima table of a run that has one: the most frequent minima of each point."""
     import pandas as pd
 
-    from .analysis import load_minima, minima_summary
+    from .analysis import landing, load_minima, minima_summary
 
     minima = load_minima(result.path) if minima is None else minima
     if minima is None:
         return
-    click.echo(f"\ndistinct minima ({len(minima)} in all; minima.parquet has every one):")
     with pd.option_context("display.width", 200, "display.max_columns", 30,
                            "display.float_format", "{:.4g}".format):
+        click.echo("\nwhere the inits ended:")
+        click.echo(landing(result.runs, minima, result.sweep_keys).to_string(index=False))
+        click.echo(f"\ndistinct minima, most frequent first ({len(minima)} in all; "
+                   "minima.parquet has every one):")
         click.echo(minima_summary(minima, result.sweep_keys).to_string(index=False))
 
 

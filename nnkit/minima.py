@@ -136,6 +136,13 @@ def table(per_init: pd.DataFrame, ids, eigs, test_loss, cfg, inits) -> pd.DataFr
     low, high = wilson(out["count"].to_numpy(), total)
     out.insert(5, "fraction_low", low)
     out.insert(6, "fraction_high", high)
+    # minima of one loss are often images of each other under a symmetry of the data
+    # (an orthonormal teacher's unit permutations), which the network's do not cover
+    level = np.zeros(len(out), dtype=np.int64)
+    for i in range(1, len(out)):  # rows are in order of loss
+        same = abs(out["loss"].iloc[i] - out["loss"].iloc[i - 1]) <= cfg.loss_tol * max(1.0, abs(out["loss"].iloc[i - 1]))
+        level[i] = level[i - 1] + (not same)
+    out.insert(2, "level", level)
     best = cfg.optimum if np.isfinite(cfg.optimum) else out["loss"].min() if len(out) else np.nan
     out["is_global"] = np.abs(out["loss"] - best) <= cfg.global_tol * max(1.0, abs(best))
     out["spurious"] = ~out["is_global"]

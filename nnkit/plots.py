@@ -94,17 +94,32 @@ def minima_figures(run, minima) -> list[Path]:
     return [_minima_map(run, minima, out / "minima.png"), _spectra(run, minima, out / "spectra.png")]
 
 
+def _panels(plt, count, width=3.6, height=3.0, columns=4):
+    """A grid of ``count`` panels, at most ``columns`` wide; unused ones hidden."""
+    cols = min(columns, count)
+    rows = -(-count // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    for ax in axes.flat[count:]:
+        ax.set_visible(False)
+    return fig, axes.flat
+
+
+def _short_title(run, group, p):
+    values = ", ".join(f"{c.split('.')[-1]} = {group[c].iloc[0]}" for c in run.sweep_keys)
+    return f"point {p}" + (f": {values}" if values else "")
+
+
 def _minima_map(run, minima, path, floor=1e-16):
     plt = _pyplot()
     points = sorted(minima["point"].unique())
-    fig, axes = plt.subplots(1, len(points), figsize=(4.2 * len(points), 3.4), squeeze=False)
-    for ax, p in zip(axes[0], points):
+    fig, axes = _panels(plt, len(points))
+    for ax, p in zip(axes, points):
         m = minima[minima["point"] == p]
         for spurious, colour, label in ((False, "tab:blue", "global"), (True, "tab:red", "spurious")):
             sel = m[m["spurious"] == spurious]
             if sel.empty:
                 continue
-            err = np.vstack([sel["fraction"] - sel["fraction_low"], sel["fraction_high"] - sel["fraction"]])
+            err = np.clip(np.vstack([sel["fraction"] - sel["fraction_low"], sel["fraction_high"] - sel["fraction"]]), 0, None)
             degenerate = sel["kind"] == "degenerate minimum"
             for mask, marker in ((~degenerate, "o"), (degenerate, "s")):
                 if mask.any():
@@ -112,28 +127,31 @@ def _minima_map(run, minima, path, floor=1e-16):
                                 yerr=err[:, mask.to_numpy()], fmt=marker, color=colour, ms=5,
                                 capsize=2, label=f"{label}{' (degenerate)' if marker == 's' else ''}")  # fmt: skip
         ax.set_xscale("log")
-        ax.set_xlabel(f"loss (below {floor:g} drawn at it)")
-        ax.set_ylabel("fraction of inits")
-        ax.set_title(_point_title(run, run.runs[run.runs["point"] == p], p), fontsize=8)
+        ax.set_ylim(0, 1.05)
+        ax.set_xlabel(f"loss (below {floor:g} drawn at it)", fontsize=8)
+        ax.set_ylabel("fraction of inits (95% interval)", fontsize=8)
+        ax.set_title(_short_title(run, run.runs[run.runs["point"] == p], p), fontsize=8)
         ax.legend(fontsize=7)
+    fig.suptitle(f"{run.meta['experiment']}: distinct minima", fontsize=10)
     return _save(fig, path)
 
 
 def _spectra(run, minima, path, top=5):
     plt = _pyplot()
     points = sorted(minima["point"].unique())
-    fig, axes = plt.subplots(1, len(points), figsize=(4.2 * len(points), 3.4), squeeze=False)
-    for ax, p in zip(axes[0], points):
+    fig, axes = _panels(plt, len(points))
+    for ax, p in zip(axes, points):
         m = minima[minima["point"] == p].sort_values("count", ascending=False).head(top)
         for _, row in m.iterrows():
             eig = np.sort(np.asarray(row["eigenvalues"], dtype=float))
             ax.plot(np.arange(1, eig.size + 1), eig, marker=".", lw=0.8,
                     label=f"#{row['minimum']}: loss {row['loss']:.3g}, {row['count']} inits")  # fmt: skip
         ax.set_yscale("symlog", linthresh=1e-8)
-        ax.set_xlabel("eigenvalue rank")
-        ax.set_ylabel("Hessian eigenvalue")
-        ax.set_title(_point_title(run, run.runs[run.runs["point"] == p], p), fontsize=8)
+        ax.set_xlabel("eigenvalue rank", fontsize=8)
+        ax.set_ylabel("Hessian eigenvalue", fontsize=8)
+        ax.set_title(_short_title(run, run.runs[run.runs["point"] == p], p), fontsize=8)
         ax.legend(fontsize=6)
+    fig.suptitle(f"{run.meta['experiment']}: Hessian spectra of the {top} most frequent minima", fontsize=10)
     return _save(fig, path)
 
 

@@ -59,7 +59,7 @@ class Run:
     @property
     def sweep_keys(self) -> list[str]:
         """The swept config keys; each is a column of :attr:`runs`."""
-        return list(self.config.get("sweep", {}))
+        return [key for key in self.config.get("sweep", {}) if key != "mode"]
 
     def summary(self) -> pd.DataFrame:
         """Per sweep point: status counts and loss quantiles (what ``nnkit show`` prints)."""

@@ -67,8 +67,10 @@ def run_experiment(
             raise UserError(f"{run_dir} exists already (use --resume to continue a run)")
         meta = None
 
-    be = backends.get(backend or experiment.run.backend)
     points = config.expand_sweep(experiment)
+    if all(getattr(exp.data, "population", False) for _, exp in points):
+        backend = "numpy"  # the exact population objective is computed with NumPy
+    be = backends.get(backend or experiment.run.backend)
     problems = _problems(points)  # every point's data made and checked before any write
     created = meta is None
     if created:

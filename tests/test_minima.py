@@ -148,3 +148,73 @@ def test_zip_sweeps_pair_values_and_check_lengths():
         config.from_dict({"sweep": {"mode": "zip", "data.d": [2, 3], "seed": [1]}})
     with pytest.raises(nnkit.ConfigError, match="sweep.mode"):
         config.from_dict({"sweep": {"mode": "all", "data.d": [2]}})
+
+
+POPULATION = """
+name = "pop"
+inits = 12
+[data]
+kind = "teacher_student"
+d = 3
+teacher_width = 3
+teacher_weights = "orthonormal"
+population = true
+n = 5
+n_test = 50
+[model]
+hidden = [3]
+bias = false
+output = "fixed"
+[objective]
+half = true
+[train]
+lr = 0.5
+max_steps = 4000
+grad_tol = 1e-9
+[analysis]
+enabled = true
+optimum = 0.0
+"""
+
+
+def test_population_study_end_to_end(tmp_path):
+    from nnkit.analysis import landing
+
+    path = tmp_path / "pop.toml"
+    path.write_text(textwrap.dedent(POPULATION))
+    cli = CliRunner()
+    done = cli.invoke(main, ["run", str(path), "--results", str(tmp_path / "r"), "-q"])
+    assert done.exit_code == 0, done.output
+    run = nnkit.load(done.output.strip().splitlines()[-1])
+    assert run.meta["backend"] == "numpy"  # the population objective is NumPy's
+    minima = pd.read_parquet(run.path / "minima.parquet")
+    table = landing(run.runs, minima, run.sweep_keys)
+    row = table.iloc[0]
+    assert row["global"] + row["spurious"] + row["saddle"] + row["not_converged"] == 12
+    assert row["global"] >= 10  # k = 3 has (almost) no spurious minima
+    best = minima[minima["is_global"]].iloc[0]
+    assert abs(best["loss"]) < 1e-12 and best["kind"] == "strict minimum"
+    # the test loss on samples agrees with the exact loss to sampling error
+    assert (run.runs["test_loss"] < 1e-10).sum() >= 10
+
+
+@pytest.mark.parametrize("change, message", [
+    ("data.teacher_activation='tanh'", "ReLU teacher"),
+    ("model.activation='tanh'", "ReLU student"),
+    ("model.bias=true", "population"),
+])  # fmt: skip
+def test_population_needs_a_relu_teacher_and_student(tmp_path, change, message):
+    path = tmp_path / "pop.toml"
+    path.write_text(textwrap.dedent(POPULATION))
+    done = CliRunner().invoke(main, ["run", str(path), "--results", str(tmp_path / "r"), "--set", change])
+    assert done.exit_code == 2 and message in done.output
+    assert len(done.output.strip().splitlines()) == 1
+
+
+def test_polishing_far_from_where_training_stopped_is_not_converged():
+    land = quartic()
+    start = np.array([[0.6, 1.0], [1.001, 1.0]])  # the first needs a long way to +-1 or 0
+    _, per_init, _ = analyse(land, make_problem(activation="linear", widths=(1,), d=1, bias=False,
+                                                output_bias=False)[0], start, AnalysisConfig(), [0, 1])  # fmt: skip
+    assert per_init["polish_move"].iloc[0] > 0.05 and per_init["kind"].iloc[0] == "not converged"
+    assert per_init["kind"].iloc[1] == "strict minimum"
