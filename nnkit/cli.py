@@ -80,12 +80,14 @@ def run(experiment_file, overrides, inits, backend, results_dir, run_id, resume,
             resume=resume,
             progress=False if quiet else None,
         )
-    except KeyboardInterrupt:
-        click.echo(
-            f"\ninterrupted: finished chunks are kept; continue with "
-            f"nnkit run {experiment_file} --resume",
-            err=True,
-        )
+    except KeyboardInterrupt as exc:
+        from .runner import AnalysisInterrupted
+
+        if isinstance(exc, AnalysisInterrupted):
+            hint = f"training is finished and saved; analyse with nnkit minima {exc.run_dir}"
+        else:
+            hint = f"finished chunks are kept; continue with nnkit run {experiment_file} --resume"
+        click.echo(f"\ninterrupted: {hint}", err=True)
         sys.exit(130)
     result = load(path)
     if not quiet:
@@ -96,7 +98,8 @@ def run(experiment_file, overrides, inits, backend, results_dir, run_id, resume,
 @main.command()
 @click.argument("run_dir", metavar="RUN")
 def show(run_dir):
-    """Summarise the finished run folder RUN: status counts and loss quantiles."""
+    """Summarise the finished run folder RUN: status counts and loss quantiles, and,
+    after an analysis, where the inits ended and the most frequent minima."""
     from .results import load
 
     _print_summary(load(run_dir))
@@ -250,6 +253,9 @@ def _print_minima(result, minima=None):
 
     minima = load_minima(result.path) if minima is None else minima
     if minima is None:
+        return
+    if minima.empty:
+        click.echo("\nno init ended at a certified minimum (the column kind of runs.parquet says where they did)")
         return
     with pd.option_context("display.width", 200, "display.max_columns", 30,
                            "display.float_format", "{:.4g}".format):

@@ -1,11 +1,12 @@
 """Experiment files: TOML validated into frozen dataclasses with every default explicit.
 
 An experiment file has top-level keys ``name``, ``seed``, ``inits`` and the tables
-``[data]``, ``[model]``, ``[objective]``, ``[init]``, ``[train]``, ``[run]`` and an
-optional ``[sweep]``. Unknown keys and bad values raise :class:`ConfigError` naming
-the key and what is allowed. ``overrides`` (``"train.lr=0.5"``) are applied before
-validation; a ``[sweep]`` table of lists expands into the Cartesian product of
-resolved experiments by :func:`expand_sweep`.
+``[data]``, ``[model]``, ``[objective]``, ``[init]``, ``[train]``, ``[run]``,
+``[analysis]`` and an optional ``[sweep]``. Unknown keys and bad values raise
+:class:`ConfigError` naming the key and what is allowed. ``overrides``
+(``"train.lr=0.5"``) are applied before validation; a ``[sweep]`` table of lists expands
+into the Cartesian product (or, with ``mode = "zip"``, the paired values) of resolved
+experiments by :func:`expand_sweep`.
 """
 
 from __future__ import annotations
@@ -116,8 +117,9 @@ class RunConfig:
 class AnalysisConfig:
     """Mapping the minima after training (``enabled``; ``nnkit minima RUN`` redoes it).
 
-    ``polish``: drive each final point's gradient norm down to ``grad_tol`` with damped
-    Newton steps (at most ``polish_steps``); points that do not get there, or get there
+    ``polish``: drive each final point's gradient norm down to ``grad_tol`` with
+    Levenberg-Marquardt steps on the gradient norm (at most ``polish_steps``;
+    :mod:`nnkit.polish`); points that do not get there, or get there
     only by moving more than ``polish_radius`` (relative to ``max(1, |theta|)``), are
     "not converged". Eigenvalues of the Hessian within ``eig_tol`` times the largest one in
     magnitude count as zero. Two converged minima are one when their losses differ by
@@ -144,6 +146,8 @@ class AnalysisConfig:
             self, "analysis", grad_tol="> 0", polish_steps=">= 0", polish_radius="> 0", eig_tol=">= 0",
             loss_tol=">= 0", distance_tol=">= 0", global_tol=">= 0",
         )  # fmt: skip
+        if self.optimum == math.inf:
+            raise ConfigError("analysis.optimum = inf is not allowed (a number, or -inf for unknown)")
 
 
 @dataclass(frozen=True)

@@ -42,10 +42,19 @@ def wilson(count, total, level: float = 0.95):
     p = count / total
     centre = (p + z * z / (2 * total)) / (1 + z * z / total)
     half = z * np.sqrt(p * (1 - p) / total + z * z / (4 * total**2)) / (1 + z * z / total)
-    return np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
+    # exact at the ends (the formula leaves a rounding residue there)
+    low = np.where(count == 0, 0.0, np.clip(centre - half, 0, 1))
+    high = np.where(count == total, 1.0, np.clip(centre + half, 0, 1))
+    return low, high
 
 
-def certify(landscape: Landscape, theta, cfg):
+def same_loss(a, b, cfg) -> bool:
+    """Whether losses ``a`` and ``b`` are one within ``cfg.loss_tol`` (relative to
+    ``max(1, |b|)``)."""
+    return abs(a - b) <= cfg.loss_tol * max(1.0, abs(b))
+
+
+def certify(landscape: Landscape, theta, cfg, slice_rows=None):
     """Polish (if ``cfg.polish``) and classify every row of ``theta (R, P)``.
 
     Returns ``(theta (R, P), per-init DataFrame, eigenvalues (R, P))``; the frame has
@@ -56,6 +65,12 @@ def certify(landscape: Landscape, theta, cfg):
     not the one training was approaching.
     """
     start = np.asarray(theta, dtype=np.float64)
+    step = slice_rows or max(1, start.shape[0])
+    if start.shape[0] > step:  # a slice of inits at a time keeps the Hessians in memory
+        parts = [certify(landscape, start[a : a + step], cfg) for a in range(0, start.shape[0], step)]
+        return (np.concatenate([p[0] for p in parts]),
+                pd.concat([p[1] for p in parts], ignore_index=True),
+                np.concatenate([p[2] for p in parts]))  # fmt: skip
     if cfg.polish and cfg.polish_steps > 0:
         res = polish(landscape.value_and_grad, landscape.hessian, start, cfg.grad_tol, cfg.polish_steps)
         theta, loss, norm, steps = res.theta, res.loss, res.grad_norm, res.steps
@@ -95,7 +110,7 @@ def group(model, theta, loss, is_minimum, cfg, degenerate=None) -> np.ndarray:
     reps: list[int] = []
     for i in np.flatnonzero(is_minimum)[np.argsort(loss[is_minimum], kind="stable")]:
         for gid, r in enumerate(reps):
-            close_loss = abs(loss[i] - loss[r]) <= cfg.loss_tol * max(1.0, abs(loss[r]))
+            close_loss = same_loss(loss[i], loss[r], cfg)
             scale = max(1.0, float(np.linalg.norm(canon[r])))
             near = flat[i] and flat[r] or np.linalg.norm(canon[i] - canon[r]) <= cfg.distance_tol * scale
             if close_loss and near:
@@ -140,8 +155,7 @@ def table(per_init: pd.DataFrame, ids, eigs, test_loss, cfg, inits) -> pd.DataFr
     # (an orthonormal teacher's unit permutations), which the network's do not cover
     level = np.zeros(len(out), dtype=np.int64)
     for i in range(1, len(out)):  # rows are in order of loss
-        same = abs(out["loss"].iloc[i] - out["loss"].iloc[i - 1]) <= cfg.loss_tol * max(1.0, abs(out["loss"].iloc[i - 1]))
-        level[i] = level[i - 1] + (not same)
+        level[i] = level[i - 1] + (not same_loss(out["loss"].iloc[i], out["loss"].iloc[i - 1], cfg))
     out.insert(2, "level", level)
     best = cfg.optimum if np.isfinite(cfg.optimum) else out["loss"].min() if len(out) else np.nan
     out["is_global"] = np.abs(out["loss"] - best) <= cfg.global_tol * max(1.0, abs(best))
@@ -149,10 +163,10 @@ def table(per_init: pd.DataFrame, ids, eigs, test_loss, cfg, inits) -> pd.DataFr
     return out
 
 
-def analyse(landscape: Landscape, model, theta, cfg, inits, test_loss=None):
+def analyse(landscape: Landscape, model, theta, cfg, inits, test_loss=None, slice_rows=None):
     """The whole analysis of one sweep point: ``(theta (R, P) polished, per-init
-    DataFrame with the minimum id, minima DataFrame)``."""
-    theta, per_init, eigs = certify(landscape, theta, cfg)
+    DataFrame with the minimum id, minima DataFrame)``; ``slice_rows`` inits at a time."""
+    theta, per_init, eigs = certify(landscape, theta, cfg, slice_rows)
     loss = per_init["polished_loss"].to_numpy()
     kinds = per_init["kind"]
     ids = group(model, theta, loss, kinds.isin(MINIMA_KINDS).to_numpy(), cfg,

@@ -89,7 +89,9 @@ def minima_figures(run, minima) -> list[Path]:
     """``figures/minima.png`` (every minimum: fraction of inits against loss, with 95%
     intervals) and ``figures/spectra.png`` (Hessian spectra of the most frequent)."""
     out = run.path / "figures"
-    if minima is None or minima.empty:
+    if minima is None or minima.empty:  # no minima (now): no stale figures of earlier ones
+        for name in ("minima.png", "spectra.png"):
+            (out / name).unlink(missing_ok=True)
         return []
     return [_minima_map(run, minima, out / "minima.png"), _spectra(run, minima, out / "spectra.png")]
 
@@ -102,11 +104,6 @@ def _panels(plt, count, width=3.6, height=3.0, columns=4):
     for ax in axes.flat[count:]:
         ax.set_visible(False)
     return fig, axes.flat
-
-
-def _short_title(run, group, p):
-    values = ", ".join(f"{c.split('.')[-1]} = {group[c].iloc[0]}" for c in run.sweep_keys)
-    return f"point {p}" + (f": {values}" if values else "")
 
 
 def _minima_map(run, minima, path, floor=1e-16):
@@ -130,7 +127,7 @@ def _minima_map(run, minima, path, floor=1e-16):
         ax.set_ylim(0, 1.05)
         ax.set_xlabel(f"loss (below {floor:g} drawn at it)", fontsize=8)
         ax.set_ylabel("fraction of inits (95% interval)", fontsize=8)
-        ax.set_title(_short_title(run, run.runs[run.runs["point"] == p], p), fontsize=8)
+        ax.set_title(_point_title(run, run.runs[run.runs["point"] == p], p, short=True), fontsize=8)
         ax.legend(fontsize=7)
     fig.suptitle(f"{run.meta['experiment']}: distinct minima", fontsize=10)
     return _save(fig, path)
@@ -149,16 +146,19 @@ def _spectra(run, minima, path, top=5):
         ax.set_yscale("symlog", linthresh=1e-8)
         ax.set_xlabel("eigenvalue rank", fontsize=8)
         ax.set_ylabel("Hessian eigenvalue", fontsize=8)
-        ax.set_title(_short_title(run, run.runs[run.runs["point"] == p], p), fontsize=8)
+        ax.set_title(_point_title(run, run.runs[run.runs["point"] == p], p, short=True), fontsize=8)
         ax.legend(fontsize=6)
     fig.suptitle(f"{run.meta['experiment']}: Hessian spectra of the {top} most frequent minima", fontsize=10)
     return _save(fig, path)
 
 
-def _point_title(run, group, p):
-    sweep = run.sweep_keys
-    values = ", ".join(f"{c} = {group[c].iloc[0]}" for c in sweep)
-    return f"{run.meta['experiment']}, point {p}" + (f": {values}" if values else "")
+def _point_title(run, group, p, short=False):
+    """``experiment, point p: key = value, ...`` (``short``: without the experiment,
+    keys without their section)."""
+    name = (lambda key: key.split(".")[-1]) if short else (lambda key: key)
+    values = ", ".join(f"{name(c)} = {group[c].iloc[0]}" for c in run.sweep_keys)
+    head = f"point {p}" if short else f"{run.meta['experiment']}, point {p}"
+    return head + (f": {values}" if values else "")
 
 
 def _save(fig, path) -> Path:

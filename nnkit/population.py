@@ -301,6 +301,13 @@ class TeacherStudentPopulation:
 def population_for(exp, model, ds) -> TeacherStudentPopulation:
     """The population objective of a ``teacher_student`` experiment with
     ``data.population = true``: the dataset's teacher, the experiment's objective."""
+    if exp.train.method == "sgd":
+        raise UserError("data.population = true trains on the exact loss: there are no "
+                        "minibatches (use train.method = 'gd', 'momentum' or 'nesterov')")
+    if len(exp.model.hidden) != 1:
+        raise UserError(
+            f"data.population = true needs one hidden layer (model.hidden = [k]), got {list(exp.model.hidden)}"
+        )
     if exp.model.per_layer("activation") != ("relu",):
         raise UserError(
             "data.population = true needs a one-hidden-layer ReLU student "

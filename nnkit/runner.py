@@ -103,8 +103,19 @@ def run_experiment(
         from .analysis import analyse_run
         from .results import load
 
-        analyse_run(load(run_dir))
+        try:
+            analyse_run(load(run_dir))
+        except KeyboardInterrupt:
+            raise AnalysisInterrupted(run_dir) from None
     return run_dir
+
+
+class AnalysisInterrupted(KeyboardInterrupt):
+    """Ctrl-C during the analysis of a run whose training is finished and saved."""
+
+    def __init__(self, run_dir):
+        super().__init__(str(run_dir))
+        self.run_dir = run_dir
 
 
 def chunk_size_for(exp: config.Experiment, n: int, d: int, backend=None) -> int:
@@ -355,9 +366,14 @@ def _check_same(run_dir: Path, experiment: config.Experiment) -> None:
         stored = storage.read_json(run_dir / "config.json")
     except (OSError, ValueError):
         raise UserError(f"cannot resume {run_dir}: its config.json is missing or damaged") from None
+    try:  # a config stored by an older nnkit lacks keys added since: fill in their defaults
+        stored = config.from_dict(stored, experiment.name).to_dict()
+    except UserError:
+        pass
     current = experiment.to_dict()
-    for d in (stored, current):
+    for d in (stored, current):  # how the work runs and what is analysed afterwards may change
         d.pop("run", None)
+        d.pop("analysis", None)
     if stored != current:
         a, b = config.flatten(stored), config.flatten(current)
         diff = sorted(key for key in set(a) | set(b) if a.get(key) != b.get(key))

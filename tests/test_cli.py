@@ -572,3 +572,13 @@ def test_data_file_with_only_the_target(tmp_path):
     result = invoke("run", path, "--results", tmp_path / "res", "-q")
     assert_user_error(result, "no feature columns")
     assert run_dirs(tmp_path / "res") == []
+
+
+def test_resume_may_change_the_analysis_settings(tmp_path, exp_file, monkeypatch):
+    results = tmp_path / "res"
+    run_dir = interrupt_run(exp_file, results, "a", monkeypatch)
+    monkeypatch.setattr(nnkit.runner, "train", CountingTrain())
+    result = invoke("run", exp_file, "--results", results, "--resume", "-q", *CHUNKED,
+                    "--set", "analysis.grad_tol=1e-9")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == str(run_dir)

@@ -218,3 +218,23 @@ def test_polishing_far_from_where_training_stopped_is_not_converged():
                                                 output_bias=False)[0], start, AnalysisConfig(), [0, 1])  # fmt: skip
     assert per_init["polish_move"].iloc[0] > 0.05 and per_init["kind"].iloc[0] == "not converged"
     assert per_init["kind"].iloc[1] == "strict minimum"
+
+
+def test_swept_analysis_settings_apply_to_their_own_points(tmp_path):
+    path = tmp_path / "xm.toml"
+    path.write_text(textwrap.dedent(XOR) + '\n[sweep]\n"analysis.optimum" = [0.0, 5.0]\n')
+    done = CliRunner().invoke(main, ["run", str(path), "--results", str(tmp_path / "r"), "-q"])
+    assert done.exit_code == 0, done.output
+    minima = pd.read_parquet(f"{done.output.strip().splitlines()[-1]}/minima.parquet")
+    assert minima.loc[minima["point"] == 0, "is_global"].any()
+    assert not minima.loc[minima["point"] == 1, "is_global"].any()  # nothing is near 5
+
+
+def test_analysis_in_slices_equals_all_at_once():
+    land = quartic()
+    start = 1 + 0.01 * np.random.default_rng(2).normal(size=(9, 2))
+    model = make_problem(activation="linear", widths=(1,), d=1, bias=False, output_bias=False)[0]
+    whole = analyse(land, model, start, AnalysisConfig(), np.arange(9))
+    sliced = analyse(land, model, start, AnalysisConfig(), np.arange(9), slice_rows=2)
+    np.testing.assert_array_equal(whole[0], sliced[0])
+    pd.testing.assert_frame_equal(whole[1], sliced[1])
