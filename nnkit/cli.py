@@ -44,6 +44,7 @@ def main():
     nnkit run experiments/quickstart.toml
     nnkit show results/quickstart/<run-id>
     nnkit plot results/quickstart/<run-id>
+    nnkit minima results/quickstart/<run-id>
     nnkit backends
     """
 
