@@ -33,7 +33,7 @@ def probe():
         try:
             import numba.cuda  # noqa: F401
         except Exception as exc:
-            return False, "", f"Numba's CUDA simulator fails to import: {gpu._first_line(exc)}"
+            return False, "", f"Numba's CUDA simulator fails to import: {gpu.first_line(exc)}"
         return True, SIMULATOR, ""
     usable, device, reason = gpu.cupy_device()
     if not usable:
@@ -44,7 +44,7 @@ def probe():
         if not cuda.is_available():
             return False, "", "Numba-CUDA finds no usable GPU (is numba-cuda installed?)"
     except Exception as exc:
-        return False, "", f"Numba-CUDA fails to import: {gpu._first_line(exc)}"
+        return False, "", f"Numba-CUDA fails to import: {gpu.first_line(exc)}"
     clash = _numpy_clash()
     return (False, "", clash) if clash else (True, device, "")
 

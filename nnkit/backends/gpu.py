@@ -24,7 +24,7 @@ def simulated() -> bool:
     return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 
@@ -36,18 +36,18 @@ def cupy_device():
     try:
         import cupy
     except Exception as exc:  # a broken install: say so instead of picking it
-        return False, "", f"CuPy fails to import: {_first_line(exc)}"
+        return False, "", f"CuPy fails to import: {first_line(exc)}"
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:
-        return False, "", f"no usable CUDA device ({_first_line(exc)})"
+        return False, "", f"no usable CUDA device ({first_line(exc)})"
     if count < 1:
         return False, "", "no CUDA device found"
     try:
         props = cupy.cuda.runtime.getDeviceProperties(0)
         free, total = cupy.cuda.Device(0).mem_info
     except Exception as exc:
-        return False, "", f"CUDA device 0 is not usable ({_first_line(exc)})"
+        return False, "", f"CUDA device 0 is not usable ({first_line(exc)})"
     name = props["name"]
     name = name.decode() if isinstance(name, bytes) else str(name)
     return True, (

@@ -99,7 +99,7 @@ def describe_here(backend_names) -> dict:
     except ModuleNotFoundError as exc:
         return {**info, "error": "CuPy is not installed" if exc.name == "cupy" else str(exc)}
     except Exception as exc:  # no driver, no device, a broken install: say which
-        return {**info, "error": f"{type(exc).__name__}: {_first_line(exc)}"}
+        return {**info, "error": f"{type(exc).__name__}: {first_line(exc)}"}
     name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
     info["device"] = {
         "name": name, "memory_gib": total / 2**30, "free_gib": free / 2**30,
@@ -115,7 +115,7 @@ def describe_here(backend_names) -> dict:
     return info
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 
