@@ -69,26 +69,11 @@ def layouts(name, budgets, repeats):
                   f"{case.R * case.steps / s:14,.0f}   mean loss {np.mean(loss):.10g}")  # fmt: skip
 
 
-def _event_time(fn, repeats):
-    import cupy
-
-    fn()
-    cupy.cuda.Device().synchronize()
-    times = []
-    for _ in range(repeats):
-        start, stop = cupy.cuda.Event(), cupy.cuda.Event()
-        start.record()
-        fn()
-        stop.record()
-        stop.synchronize()
-        times.append(cupy.cuda.get_elapsed_time(start, stop) / 1e3)
-    return statistics.median(times)
-
-
 def wide(name, repeats):
     import cupy
 
     from nnkit.backends import gpu
+    from nnkit.bench.worker import event_ms
     from nnkit.objective import Objective
 
     case, X, y, theta0, model, be = _setup(name)
@@ -133,7 +118,7 @@ def wide(name, repeats):
                 ("value_and_grad", lambda: kernel.value_and_grad(th, Xd, yd), 4 * zbytes, 4 * n * d * R * k),
                 ("train step", step, 4 * zbytes, 4 * n * d * R * k)]  # fmt: skip
         for label, fn, gb, flops in rows:
-            s = _event_time(fn, repeats)
+            s = event_ms(cupy, fn, repeats) / 1e3
             print(f"{dtype}  {label:15s} {s * 1e3:8.2f} {gb:10.1f} {gb / s:7.0f} {flops / s / 1e12:8.1f}")
         del Z, parts
         cupy.get_default_memory_pool().free_all_blocks()

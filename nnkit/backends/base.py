@@ -7,6 +7,22 @@ import numpy as np
 from ..errors import UserError
 
 
+def import_problem(module: str, label: str) -> str:
+    """Why ``module`` cannot be used here ("" when it imports): not installed, or a
+    broken install (its first error line). Imported only when a backend is probed."""
+    import importlib
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        return f"{label} is not installed"
+    try:
+        importlib.import_module(module)
+    except Exception as exc:  # a broken install: say so instead of picking it
+        lines = str(exc).strip().splitlines()
+        return f"{label} fails to import: {lines[0] if lines else type(exc).__name__}"
+    return ""
+
+
 class BackendError(UserError):
     """A backend was asked for that does not exist or cannot run here."""
 

@@ -22,8 +22,8 @@ import time
 import numpy as np
 
 from . import gpu
-from .base import Backend
 from .cupy_backend import GpuBackend, SharedDataKernel
+from .numpy_backend import NumpyBackend
 
 SIMULATOR = "CUDA simulator on the CPU (NUMBA_ENABLE_CUDASIM=1; for testing the kernels)"
 
@@ -96,16 +96,14 @@ class CudaBackend(GpuBackend):
         return super().stored_per_sample(model, sgd)
 
 
-class SimulatedCudaBackend(Backend):
+class SimulatedCudaBackend(NumpyBackend):
     """The ``cuda`` backend's kernels in the simulator, on NumPy arrays."""
 
     name = "cuda"
-    device = SIMULATOR
 
     def __init__(self):
-        from array_api_compat import array_namespace
-
-        self.xp = array_namespace(np.zeros(0))
+        super().__init__()
+        self.device = SIMULATOR
         self.launched = set()
 
     def synchronize(self):

@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from .base import BackendError
+from .base import BackendError, import_problem
 
 #: share of the device's free memory one chunk may take
 MEMORY_SHARE = 0.6
@@ -31,12 +31,11 @@ def first_line(exc: BaseException) -> str:
 
 def cupy_device():
     """``(usable, device, reason)`` for CUDA device 0 as CuPy sees it."""
-    if importlib.util.find_spec("cupy") is None:
-        return False, "", "CuPy is not installed"
-    try:
-        import cupy
-    except Exception as exc:  # a broken install: say so instead of picking it
-        return False, "", f"CuPy fails to import: {first_line(exc)}"
+    problem = import_problem("cupy", "CuPy")
+    if problem:
+        return False, "", problem
+    import cupy
+
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:

@@ -8,13 +8,12 @@ axis) at each step, and the penalty is the reference's own code.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import time
 
 import numpy as np
 
-from .base import Backend
+from .base import Backend, import_problem
 from .numpy_backend import cpu_device
 from .reference import ReferenceKernel
 
@@ -27,12 +26,9 @@ def _cores() -> int:
 
 
 def probe():
-    if importlib.util.find_spec("numba") is None:
-        return False, "", "numba is not installed"
-    try:
-        import numba  # noqa: F401  (only here, when a backend is asked for)
-    except Exception as exc:  # a broken install: say so instead of picking it
-        return False, "", f"numba fails to import: {exc}"
+    problem = import_problem("numba", "numba")
+    if problem:
+        return False, "", problem
     return True, f"{cpu_device()}, {_cores()} threads", ""
 
 

@@ -134,7 +134,7 @@ def gpu_rates(size: int = 8192, copy_gib: float = 2.0, repeats: int = 7) -> dict
     def copy():
         dst[...] = src
 
-    rates["copy"] = 2.0 * src.nbytes / (_event_ms(cupy, copy, repeats) * 1e-3) / 1e9
+    rates["copy"] = 2.0 * src.nbytes / (event_ms(cupy, copy, repeats) * 1e-3) / 1e9
     return rates
 
 
@@ -142,10 +142,10 @@ def _gpu_gemm_rate(cupy, dtype: str, size: int, repeats: int) -> float:
     """GFLOP/s of ``(size, size) @ (size, size)`` in ``dtype`` on random matrices."""
     a, b = (cupy.random.standard_normal((size, size)).astype(dtype) for _ in range(2))
     out = cupy.empty_like(a)
-    return 2.0 * size**3 / (_event_ms(cupy, lambda: cupy.matmul(a, b, out=out), repeats) * 1e-3) / 1e9
+    return 2.0 * size**3 / (event_ms(cupy, lambda: cupy.matmul(a, b, out=out), repeats) * 1e-3) / 1e9
 
 
-def _event_ms(cupy, work, repeats: int) -> float:
+def event_ms(cupy, work, repeats: int) -> float:
     """Median milliseconds of ``work()`` on the current stream, timed with CUDA events
     after two untimed calls."""
     for _ in range(2):
