@@ -27,8 +27,8 @@ import numpy as np  # noqa: E402
 def _setup(name):
     from nnkit import backends
     from nnkit.bench import cases
-    from nnkit.layout import Layout
-    from nnkit.model import Model
+    from nnkit.core.layout import Layout
+    from nnkit.core.model import Model
 
     case = cases.named(name)
     X, y, W0, v0 = cases.problem(case)
@@ -39,8 +39,8 @@ def _setup(name):
 
 def layouts(name, budgets, repeats):
     from nnkit.backends import gpu
-    from nnkit.config import TrainConfig
-    from nnkit.objective import Objective
+    from nnkit.core.losses import ObjectiveSpec
+    from nnkit.training import TrainConfig
 
     case, X, y, theta0, model, be = _setup(name)
     small = gpu.kernels("small_mlp")
@@ -55,7 +55,7 @@ def layouts(name, budgets, repeats):
         for cache in (small._device_functions, small.value_and_grad_kernel, small.train_kernel):
             cache.cache_clear()
         for dtype in ("float64", "float32"):
-            kernel = be.kernel(model, Objective())
+            kernel = be.kernel(model, ObjectiveSpec())
             cfg = TrainConfig(lr=case.lr, max_steps=case.steps, grad_tol=0.0,
                               max_loss=float("inf"), dtype=dtype)  # fmt: skip
             kernel.train_fused(theta0, X, y, cfg)  # compile and warm up
@@ -74,7 +74,7 @@ def wide(name, repeats):
 
     from nnkit.backends import gpu
     from nnkit.bench.worker import event_ms
-    from nnkit.objective import Objective
+    from nnkit.core.losses import ObjectiveSpec
 
     case, X, y, theta0, model, be = _setup(name)
     epi = gpu.kernels("wide_epilogue")
@@ -96,7 +96,7 @@ def wide(name, repeats):
         blocks, threads = epi.grid(R, n, k)
         scale = np.dtype(dtype).type(1.0 / n)
         zbytes = n * R * k * item / 1e9
-        kernel = be.kernel(model, Objective())
+        kernel = be.kernel(model, ObjectiveSpec())
 
         def gemm1():
             cupy.matmul(Xd, W, out=Z)

@@ -1,6 +1,11 @@
 """Scalar device functions shared by the kernels: activations with their derivatives
 and the losses with their slopes, specialised per activation and dtype (constants are
-of the kernel's dtype, so float32 kernels never compute in float64)."""
+of the kernel's dtype, so float32 kernels never compute in float64).
+
+An activation's device function is written from the two expressions of its record in
+:mod:`nnkit.core.activations` (``Activation.cuda``), so that adding an activation
+touches that record only.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,15 @@ from functools import lru_cache
 
 import numpy as np
 
+from nnkit.core import activations
+
 from ._target import cuda
 
-ACTIVATIONS = ("relu", "sigmoid", "tanh", "linear", "softplus", "leaky_relu")
+_ACTIVATE = '''
+def activate(z):
+    h = {value}
+    return h, {derivative}
+'''
 
 
 @lru_cache(maxsize=None)
@@ -23,8 +34,7 @@ def functions(activation: str, slope: float, logistic: bool, dtype: str):
     -> (L(f, y), scale * dL/df)`` for the squared or logistic loss.
     """
     dt = np.dtype(dtype).type
-    ZERO, ONE, TWO, SLOPE = dt(0.0), dt(1.0), dt(2.0), dt(slope)
-    ACT = ACTIVATIONS.index(activation)
+    ZERO, ONE, TWO = dt(0.0), dt(1.0), dt(2.0)
 
     @cuda.jit(device=True)
     def sigmoid(z):
@@ -37,21 +47,11 @@ def functions(activation: str, slope: float, logistic: bool, dtype: str):
     def softplus(z):
         return max(z, ZERO) + math.log1p(math.exp(-abs(z)))
 
-    @cuda.jit(device=True)
-    def activate(z):
-        if ACT == 0:
-            return (z, ONE) if z > ZERO else (ZERO, ZERO)
-        if ACT == 1:
-            s = sigmoid(z)
-            return s, s * (ONE - s)
-        if ACT == 2:
-            t = math.tanh(z)
-            return t, ONE - t * t
-        if ACT == 3:
-            return z, ONE
-        if ACT == 4:
-            return softplus(z), sigmoid(z)
-        return (z, ONE) if z > ZERO else (SLOPE * z, SLOPE)
+    value, derivative = activations.get(activation, slope).cuda
+    names = {"math": math, "ZERO": ZERO, "ONE": ONE, "SLOPE": dt(slope),
+             "sigmoid": sigmoid, "softplus": softplus}  # fmt: skip
+    exec(_ACTIVATE.format(value=value, derivative=derivative), names)  # noqa: S102
+    activate = cuda.jit(device=True)(names["activate"])
 
     @cuda.jit(device=True)
     def loss_and_slope(f, y, scale):

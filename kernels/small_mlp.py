@@ -14,7 +14,7 @@ that owns the unit. Lane 0 also owns the output bias.
 
 * :func:`value_and_grad_kernel` gives the data loss ``(R,)`` and its gradient ``(R, P)``.
 * :func:`train_kernel` runs full-batch ``gd``, ``momentum`` or ``nesterov`` training to
-  the end, each init stopping on its own by the rules of :func:`nnkit.train.train`,
+  the end, each init stopping on its own by the rules of :func:`nnkit.training.train`,
   parameters updated in place.
 
 Parameters are read from and written to rows of ``theta (R, P)`` in nnkit's layout
@@ -31,8 +31,14 @@ from functools import lru_cache
 
 import numpy as np
 
+from nnkit.core.stops import Stop
+
 from . import pointwise
 from ._target import cuda
+
+#: the status codes the training kernel writes, as plain integers for the compiler
+RUNNING, CONVERGED, TARGET = int(Stop.RUNNING), int(Stop.CONVERGED), int(Stop.TARGET)
+MAX_STEPS, DIVERGED = int(Stop.MAX_STEPS), int(Stop.DIVERGED)
 
 #: threads per block (at most), a multiple of 32
 BLOCK = 128
@@ -251,8 +257,8 @@ def value_and_grad_kernel(net: Net, dtype: str):
 def train_kernel(net: Net, dtype: str, method: str):
     """``kernel[grid(R, net)](theta, X, y, scale, l2, l1, lr, mu, max_steps, grad_tol,
     loss_target, max_loss, status, steps, loss, grad_norm)``: train every init of
-    ``theta (R, P)`` in place; per init write its status code (1 converged, 2 target,
-    3 max_steps, 4 diverged), the updates it took and the objective and gradient norm
+    ``theta (R, P)`` in place; per init write its status code (:class:`nnkit.core.stops.Stop`),
+    the updates it took and the objective and gradient norm
     at its final parameters. Scalars must have the dtype of ``theta``."""
     dt = np.dtype(dtype).type
     NP, TS, ZERO, ONE, TWO, slot, load, store, data_pass, group_sum = _device_functions(
@@ -305,14 +311,14 @@ def train_kernel(net: Net, dtype: str, method: str):
             norm = math.sqrt(group_sum(part))
             if running:
                 finite = math.isfinite(value) and math.isfinite(norm)
-                code = 3 if t == max_steps else 0
+                code = MAX_STEPS if t == max_steps else RUNNING
                 if finite and value <= loss_target:
-                    code = 2
+                    code = TARGET
                 if grad_tol > ZERO and finite and norm <= grad_tol:
-                    code = 1
+                    code = CONVERGED
                 if not finite or value > max_loss:
-                    code = 4
-                if code != 0:
+                    code = DIVERGED
+                if code != RUNNING:
                     running = False
                     if lane == 0:
                         status[r] = code

@@ -1,38 +1,36 @@
 """nnkit: map the local minima and loss landscapes of small neural networks by
-training many random initialisations at once."""
+training many random initialisations at once.
+
+The flow of a study, each stage a function of the ones before it::
+
+    experiment file -> study (config, sweep points) -> problem (model, spec, data)
+      -> objective (the problem on a backend) -> train (chunks of inits) -> run folder
+      -> landscape (certify, dedupe the minima) -> report (tables, figures)
+
+:func:`run_experiment` runs all of it; :func:`load` reads a run back.
+"""
 
 from . import backends
-from .config import Experiment
-from .config import load as load_experiment
+from .about import __version__
+from .core.init import InitSpec, init_batch
+from .core.layout import Layout
+from .core.losses import ObjectiveSpec
+from .core.model import Model
+from .core.stops import Stop
 from .data import Dataset, make_dataset
 from .errors import ConfigError, UserError
-from .init import init_batch
-from .layout import Layout
-from .model import Model
-from .objective import Objective
-from .results import Run, load
-from .runner import run_experiment, summary
-from .train import TrainResult, train
-
-__version__ = "0.1.0"
+from .landscape import AnalysisConfig, analyse, certify, polish
+from .objective import Objective, Problem, make_objective
+from .pipeline import analyse_run, run_experiment, write_figures
+from .runs import Run, load
+from .study import Experiment
+from .study import load as load_experiment
+from .training import Task, TrainConfig, TrainResult, train, train_chunk
 
 __all__ = [
-    "ConfigError",
-    "Dataset",
-    "Experiment",
-    "Layout",
-    "Model",
-    "Objective",
-    "Run",
-    "TrainResult",
-    "UserError",
-    "__version__",
-    "backends",
-    "init_batch",
-    "load",
-    "load_experiment",
-    "make_dataset",
-    "run_experiment",
-    "summary",
-    "train",
-]
+    "AnalysisConfig", "ConfigError", "Dataset", "Experiment", "InitSpec", "Layout", "Model",
+    "Objective", "ObjectiveSpec", "Problem", "Run", "Stop", "Task", "TrainConfig", "TrainResult",
+    "UserError", "__version__", "analyse", "analyse_run", "backends", "certify", "init_batch",
+    "load", "load_experiment", "make_dataset", "make_objective", "polish", "run_experiment",
+    "train", "train_chunk", "write_figures",
+]  # fmt: skip

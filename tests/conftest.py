@@ -15,10 +15,11 @@ if os.environ.get("NNKIT_TEST_GPU") != "1":
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from nnkit import backends  # noqa: E402
 from nnkit.backends import gpu  # noqa: E402
-from nnkit.layout import Layout  # noqa: E402
-from nnkit.model import Model  # noqa: E402
-from nnkit.objective import Objective  # noqa: E402
+from nnkit.core.layout import Layout  # noqa: E402
+from nnkit.core.model import Model  # noqa: E402
+from nnkit.core.losses import ObjectiveSpec  # noqa: E402
 
 
 def pytest_collection_modifyitems(config, items):
@@ -61,7 +62,7 @@ def make_problem(
     )
     acts = (activation,) * depth if isinstance(activation, str) else tuple(activation)
     model = Model(layout, acts, leaky_slope=0.1)
-    obj = Objective(loss=loss, **objective)
+    obj = ObjectiveSpec(loss=loss, **objective)
     theta = rng.normal(size=(R, layout.size))
     X = rng.normal(size=(n, d))
     y = np.sign(rng.normal(size=n)) if loss == "logistic" else rng.normal(size=n)
@@ -71,3 +72,55 @@ def make_problem(
 @pytest.fixture
 def problem():
     return make_problem
+
+
+@pytest.fixture
+def small_cuda_tiles(monkeypatch):
+    """The CUDA kernels with tiles of a few samples (the defaults hold hundreds), so
+    that small problems in the simulator cross tile edges; kernels rebuilt before and
+    after. Nothing changes on a GPU."""
+    if not gpu.simulated():
+        yield
+        return
+    small, wide = gpu.kernels("small_mlp"), gpu.kernels("wide_epilogue")
+    caches = (small._device_functions, small.value_and_grad_kernel, small.train_kernel, wide.kernel)
+    for cache in caches:
+        cache.cache_clear()
+    monkeypatch.setattr(small, "TILE_NUMBERS", 12)  # 4 rows at d = 3, 6 at d = 2
+    monkeypatch.setattr(wide, "NS", 4)
+    yield
+    for cache in caches:
+        cache.cache_clear()
+
+
+def matches_reference(backend, problem, rtol=1e-12, dtype=np.float64, batches=False):
+    """Objective and gradient of ``problem`` (a :func:`make_problem`) on ``backend``
+    against the NumPy reference, the gradient relative to the largest entry of each
+    init; ``batches``: one random batch per network instead of the shared data.
+    Returns the backend's ``(loss, grad)`` on the host."""
+    model, obj, theta, X, y = problem
+    theta = theta.astype(dtype)
+    if batches:  # one batch per network, as minibatch SGD gives
+        rng = np.random.default_rng(1)
+        X = rng.normal(size=(theta.shape[0], 6, X.shape[1]))
+        y = np.sign(rng.normal(size=(theta.shape[0], 6)))
+    X, y = X.astype(dtype), y.astype(dtype)
+    ref_loss, ref_grad = backends.get("numpy").kernel(model, obj).value_and_grad(theta, X, y)
+    xp_dtype = getattr(backend.xp, np.dtype(dtype).name)
+    args = (backend.asarray(a, xp_dtype) for a in (theta, X, y))
+    loss, grad = (backend.to_numpy(a) for a in backend.kernel(model, obj).value_and_grad(*args))
+    assert loss.dtype == dtype and grad.dtype == dtype and grad.shape == ref_grad.shape
+    np.testing.assert_allclose(loss, ref_loss, rtol=rtol)
+    scale = np.maximum(np.abs(ref_grad).max(axis=1, keepdims=True), 1e-300)
+    np.testing.assert_allclose(grad / scale, ref_grad / scale, rtol=0, atol=rtol)
+    return loss, grad
+
+
+def objective_of(model, spec, X, y, backend=None):
+    """The objective of ``model`` under ``spec`` on the samples ``X (n, d)``, ``y (n,)``
+    (no test samples), on ``backend`` (default: the NumPy reference)."""
+    from nnkit.data import Dataset
+    from nnkit.objective import Problem, make_objective
+
+    backend = backends.get("numpy") if backend is None else backend
+    return make_objective(Problem(model, spec, Dataset(X, y, X[:0], y[:0])), backend)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -15,10 +16,11 @@ import pytest
 from click.testing import CliRunner
 
 import nnkit
-import nnkit.runner
-from nnkit import config
+import nnkit.study.build
+import nnkit.training.chunk
 from nnkit.cli import main
 from nnkit.errors import UserError
+from nnkit.study import config
 
 EXPERIMENT = """
 name = "tiny"
@@ -96,12 +98,16 @@ def test_version():
 def test_help(flag):
     result = invoke(flag)
     assert result.exit_code == 0
-    for command in ("run", "show", "backends"):
-        assert command in result.stdout
+    listed = result.stdout.split("Commands:")[1].split()
+    for command in ("run", "show", "minima", "plot", "bench", "backends"):
+        assert command in listed, command
     result = invoke("run", flag)
     assert result.exit_code == 0
     for option in ("--set", "--inits", "--backend", "--results", "--run-id", "--resume", "--quiet"):
         assert option in result.stdout
+    backend_help = " ".join(result.stdout.split("--backend")[1].split("--results")[0].split())
+    for name in nnkit.backends.names():  # the help is made from the registry
+        assert name in backend_help, name
 
 
 def test_backends_lists_numpy_as_usable():
@@ -182,7 +188,7 @@ def test_show(tmp_path, exp_file):
     assert "loss_median" in lines[1]
     assert len(lines) == 3
     # the numbers are those of the stored run
-    summary = nnkit.load(results / "tiny" / "a").summary()
+    summary = nnkit.load(results / "tiny" / "a").training()
     assert lines[2].split()[2:6] == [str(summary.loc[0, c]) for c in ("converged", "target", "max_steps", "diverged")]
 
 
@@ -328,11 +334,11 @@ def test_subprocess_run_and_user_error(tmp_path, exp_file, command):
 
 
 class CountingTrain:
-    """Stands in for ``nnkit.runner.train``: records the init ids of every call and
-    raises KeyboardInterrupt on call number ``fail_on`` (when set)."""
+    """Stands in for the ``train`` that a chunk calls: records the init ids of every
+    call and raises KeyboardInterrupt on call number ``fail_on`` (when set)."""
 
     def __init__(self, fail_on=None):
-        self.real = nnkit.runner.train
+        self.real = nnkit.training.chunk.train
         self.fail_on = fail_on
         self.calls = []
 
@@ -349,9 +355,9 @@ CHUNKED = ["--set", "run.chunk_size=3", "--set", "train.history=4"]
 def interrupt_run(exp_file, results, run_id, monkeypatch, *overrides):
     exp = config.load(exp_file, ["run.chunk_size=3", "train.history=4", *overrides])
     counter = CountingTrain(fail_on=2)
-    monkeypatch.setattr(nnkit.runner, "train", counter)
+    monkeypatch.setattr(nnkit.training.chunk, "train", counter)
     with pytest.raises(KeyboardInterrupt):
-        nnkit.runner.run_experiment(exp, results_dir=results, run_id=run_id, progress=False)
+        nnkit.run_experiment(exp, results_dir=results, run_id=run_id, progress=False)
     assert counter.calls == [[0, 1, 2], [3, 4, 5]]
     run_dir = Path(results) / "tiny" / run_id
     assert not (run_dir / "runs.parquet").exists()
@@ -368,7 +374,7 @@ def test_resume_finishes_the_run_as_if_uninterrupted(tmp_path, exp_file, monkeyp
     assert_user_error(show, "not finished", "--resume")
 
     counter = CountingTrain()
-    monkeypatch.setattr(nnkit.runner, "train", counter)
+    monkeypatch.setattr(nnkit.training.chunk, "train", counter)
     result = invoke("run", exp_file, "--results", results, "--resume", "-q", *CHUNKED)
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == str(run_dir)
@@ -403,9 +409,9 @@ def test_resume_through_run_experiment(tmp_path, exp_file, monkeypatch):
     results = tmp_path / "res"
     run_dir = interrupt_run(exp_file, results, "a", monkeypatch)
     counter = CountingTrain()
-    monkeypatch.setattr(nnkit.runner, "train", counter)
+    monkeypatch.setattr(nnkit.training.chunk, "train", counter)
     exp = config.load(exp_file, ["run.chunk_size=3", "train.history=4"])
-    path = nnkit.runner.run_experiment(exp, results_dir=results, resume=True, run_id="a", progress=False)
+    path = nnkit.run_experiment(exp, results_dir=results, resume=True, run_id="a", progress=False)
     assert Path(path) == run_dir
     assert counter.calls == [[3, 4, 5], [6, 7]]
     assert nnkit.load(run_dir).runs["init"].tolist() == list(range(8))
@@ -418,7 +424,7 @@ def test_resume_picks_newest_unfinished_run(tmp_path, exp_file, monkeypatch):
     newer = interrupt_run(exp_file, results, "20200102-000000-aaaa", monkeypatch)
     (results / "tiny" / "broken").mkdir()
     (results / "tiny" / "broken" / "meta.json").write_text("{not json")
-    monkeypatch.setattr(nnkit.runner, "train", CountingTrain())
+    monkeypatch.setattr(nnkit.training.chunk, "train", CountingTrain())
     result = invoke("run", exp_file, "--results", results, "--resume", "-q", *CHUNKED)
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == str(newer)
@@ -430,11 +436,11 @@ def test_resume_with_changed_config_is_user_error(tmp_path, exp_file, monkeypatc
     results = tmp_path / "res"
     run_dir = interrupt_run(exp_file, results, "a", monkeypatch)
     counter = CountingTrain()
-    monkeypatch.setattr(nnkit.runner, "train", counter)
+    monkeypatch.setattr(nnkit.training.chunk, "train", counter)
 
     changed = config.load(exp_file, ["run.chunk_size=3", "train.history=4", "train.lr=0.3"])
     with pytest.raises(UserError, match=r"train\.lr"):
-        nnkit.runner.run_experiment(changed, results_dir=results, resume=True, progress=False)
+        nnkit.run_experiment(changed, results_dir=results, resume=True, progress=False)
 
     result = invoke("run", exp_file, "--results", results, "--resume", "-q", *CHUNKED, "--inits", 9)
     line = assert_user_error(result, "inits")
@@ -462,7 +468,7 @@ def test_resume_without_unfinished_run_is_user_error(tmp_path, exp_file):
 def test_interrupt_in_cli_keeps_chunks_and_says_how_to_resume(tmp_path, exp_file, monkeypatch):
     results = tmp_path / "res"
     counter = CountingTrain(fail_on=2)
-    monkeypatch.setattr(nnkit.runner, "train", counter)
+    monkeypatch.setattr(nnkit.training.chunk, "train", counter)
     result = invoke("run", exp_file, "--results", results, "--run-id", "a", "-q", *CHUNKED)
     assert result.exit_code == 130
     assert "--resume" in result.stderr
@@ -471,17 +477,40 @@ def test_interrupt_in_cli_keeps_chunks_and_says_how_to_resume(tmp_path, exp_file
     assert sorted(p.name for p in (run_dir / "chunks").glob("*.npy")) == ["p000-c00000.npy"]
 
     counter = CountingTrain()
-    monkeypatch.setattr(nnkit.runner, "train", counter)
+    monkeypatch.setattr(nnkit.training.chunk, "train", counter)
     result = invoke("run", exp_file, "--results", results, "--resume", "-q", *CHUNKED)
     assert result.exit_code == 0, result.output
     assert counter.calls == [[3, 4, 5], [6, 7]]
     assert_run_folder(run_dir)
 
 
+def test_the_printed_command_continues_a_run_started_with_overrides(tmp_path, exp_file, monkeypatch):
+    """Interrupted, a run started with --inits and --set prints the one command that
+    continues it; that command finishes it as if it had never stopped."""
+    results = tmp_path / "res"
+    monkeypatch.setattr(nnkit.training.chunk, "train", CountingTrain(fail_on=2))
+    started = ["run", exp_file, "--inits", 7, "--set", "train.lr=0.2", "--results", results, "-q", *CHUNKED]
+    result = invoke(*started)
+    assert result.exit_code == 130, result.output
+    command = result.stderr.split("continue with ", 1)[1].strip()
+    words = shlex.split(command)
+    assert words[:3] == ["nnkit", "run", str(exp_file)] and "--resume" in words
+    counter = CountingTrain()
+    monkeypatch.setattr(nnkit.training.chunk, "train", counter)
+    resumed = invoke(*words[1:])
+    assert resumed.exit_code == 0, resumed.output
+    assert counter.calls == [[3, 4, 5], [6]]
+    straight = invoke(*started, "--run-id", "straight")
+    assert straight.exit_code == 0, straight.output
+    a, b = (nnkit.load(r.stdout.strip().splitlines()[-1]) for r in (resumed, straight))
+    pd.testing.assert_frame_equal(a.runs.drop(columns="chunk_time_s"), b.runs.drop(columns="chunk_time_s"))
+    assert a.config["inits"] == 7 and a.config["train"]["lr"] == 0.2
+
+
 def test_resumed_run_records_both_sessions(tmp_path, exp_file, monkeypatch):
     results = tmp_path / "res"
     run_dir = interrupt_run(exp_file, results, "a", monkeypatch)
-    monkeypatch.setattr(nnkit.runner, "train", CountingTrain())
+    monkeypatch.setattr(nnkit.training.chunk, "train", CountingTrain())
     result = invoke("run", exp_file, "--results", results, "--resume", "-q", *CHUNKED)
     assert result.exit_code == 0, result.output
     meta = nnkit.load(run_dir).meta
@@ -531,7 +560,7 @@ def test_out_of_memory_is_one_line(tmp_path, exp_file, monkeypatch):
     def too_big(*args, **kwargs):
         raise MemoryError
 
-    monkeypatch.setattr(nnkit.runner, "make_dataset", too_big)
+    monkeypatch.setattr(nnkit.study.build, "make_dataset", too_big)
     result = invoke("run", exp_file, "--results", tmp_path / "res", "-q")
     assert_user_error(result, "out of memory")
 
@@ -543,7 +572,7 @@ def test_mixed_sweep_values_are_stored_as_text(tmp_path, exp_file):
     run = nnkit.load(result.stdout.strip())
     assert sorted(set(run.runs["model.hidden"])) == ["3", "[2]"]
     assert run.runs["train.lr"].dtype == float
-    assert run.summary().shape[0] == 4
+    assert run.training().shape[0] == 4
 
 
 def test_swept_seed_and_inits_are_counted_and_shown(tmp_path, exp_file):
@@ -553,7 +582,7 @@ def test_swept_seed_and_inits_are_counted_and_shown(tmp_path, exp_file):
     assert result.stdout.startswith("tiny: 18 inits, 4 point(s)")
     run = nnkit.load(result.stdout.strip().splitlines()[-1])
     assert run.meta["inits"] == 18 and len(run.runs) == 18
-    table = run.summary()
+    table = run.training()
     assert list(table["seed"]) == [1, 2, 1, 2]
     assert list(table["inits"]) == [2, 2, 7, 7]
 
@@ -577,7 +606,7 @@ def test_data_file_with_only_the_target(tmp_path):
 def test_resume_may_change_the_analysis_settings(tmp_path, exp_file, monkeypatch):
     results = tmp_path / "res"
     run_dir = interrupt_run(exp_file, results, "a", monkeypatch)
-    monkeypatch.setattr(nnkit.runner, "train", CountingTrain())
+    monkeypatch.setattr(nnkit.training.chunk, "train", CountingTrain())
     result = invoke("run", exp_file, "--results", results, "--resume", "-q", *CHUNKED,
                     "--set", "analysis.grad_tol=1e-9")  # fmt: skip
     assert result.exit_code == 0, result.output

@@ -9,9 +9,13 @@ import textwrap
 import numpy as np
 import pytest
 
-from nnkit import config, data
+from nnkit import data
+from nnkit.core.init import InitSpec
+from nnkit.core.losses import ObjectiveSpec
+from nnkit.core.seeding import data_rng
 from nnkit.errors import ConfigError, UserError
-from nnkit.seeding import data_rng
+from nnkit.study import config
+from nnkit.training import TrainConfig
 
 BASE = """
 name = "tiny"
@@ -70,8 +74,8 @@ def test_valid_file_is_read_with_explicit_defaults(tmp_path):
     assert exp.train.lr == 0.05 and isinstance(exp.train.lr, float)
     assert exp.train.max_steps == 50
     assert exp.train.method == "gd"  # default
-    assert exp.objective == config.ObjectiveConfig()
-    assert exp.init == config.InitConfig()
+    assert exp.objective == ObjectiveSpec()
+    assert exp.init == InitSpec()
     assert exp.run.backend == "numpy"
     assert exp.sweep == ()
 
@@ -104,7 +108,7 @@ def test_unknown_section_key_names_dotted_key_and_allowed_keys(tmp_path):
     message = error_of(tmp_path, text=text)
     assert "train.foo" in message
     allowed = message.split("allowed", 1)[1]
-    for key in (f.name for f in dataclasses.fields(config.TrainConfig)):
+    for key in (f.name for f in dataclasses.fields(TrainConfig)):
         assert key in allowed
 
 
@@ -417,7 +421,7 @@ def test_to_dict_from_dict_round_trip_with_sweep(tmp_path):
     d = exp.to_dict()
     assert _all_plain(d)
     # every default is explicit
-    assert set(d["train"]) == {f.name for f in dataclasses.fields(config.TrainConfig)}
+    assert set(d["train"]) == {f.name for f in dataclasses.fields(TrainConfig)}
     assert set(d["model"]) == {f.name for f in dataclasses.fields(config.ModelConfig)}
     assert set(d["data"]) == {"kind"} | {f.name for f in dataclasses.fields(data.TeacherStudent)}
     assert d["sweep"]["model.hidden"] == [[2], [4, 3], 5]

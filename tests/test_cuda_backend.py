@@ -1,21 +1,23 @@
-"""The ``cuda`` backend's Numba-CUDA kernels against the NumPy reference.
+"""What is particular to the ``cuda`` backend: which of its three paths a model takes
+(each path against the NumPy reference on the models it is built for), where fused
+training applies, chunk sizes, compile time, and that ``auto`` never picks the
+simulator. The conformance suite of every backend is ``test_backends.py``.
 
-They run on the GPU under ``NNKIT_TEST_GPU=1`` and in Numba's CUDA simulator otherwise
-(see ``conftest.py``); the simulator runs a Python thread per CUDA thread, so sizes are
-kept small there, and the tiles are made small so that odd sizes cross tile edges.
+The kernels run on the GPU under ``NNKIT_TEST_GPU=1`` and in Numba's CUDA simulator
+otherwise (see ``conftest.py``); the simulator runs a Python thread per CUDA thread, so
+sizes are kept small there, and the tiles are made small so that odd sizes cross tile
+edges.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import make_problem, matches_reference
 
 from nnkit import backends
 from nnkit.backends import cuda_backend, gpu
-from nnkit.config import TrainConfig
-from nnkit.train import train
-
-from conftest import make_problem
+from nnkit.training import TrainConfig, chunk_size
 
 pytest.importorskip("numba")
 
@@ -45,64 +47,32 @@ WIDE = {
 
 
 @pytest.fixture(autouse=True)
-def small_tiles(monkeypatch):
-    """Tiles of a few samples (the defaults hold hundreds), kernels rebuilt."""
-    if ON_GPU:
-        yield
-        return
-    small, wide = gpu.kernels("small_mlp"), gpu.kernels("wide_epilogue")
-    caches = (small._device_functions, small.value_and_grad_kernel, small.train_kernel, wide.kernel)
-    for cache in caches:
-        cache.cache_clear()
-    monkeypatch.setattr(small, "TILE_NUMBERS", 12)  # 4 rows at d = 3, 6 at d = 2
-    monkeypatch.setattr(wide, "NS", 4)
-    yield
-    for cache in caches:
-        cache.cache_clear()
+def tiles(small_cuda_tiles):
+    """Every test here with the simulator's small tiles (see ``conftest.py``)."""
 
 
 def host(a):
     return CUDA.to_numpy(a)
 
 
-def compare(problem, rtol=1e-12, dtype=np.float64):
-    model, obj, theta, X, y = problem
-    theta, X, y = theta.astype(dtype), X.astype(dtype), y.astype(dtype)
-    ref_loss, ref_grad = NUMPY.kernel(model, obj).value_and_grad(theta, X, y)
-    xp_dtype = getattr(CUDA.xp, np.dtype(dtype).name)
-    loss, grad = CUDA.kernel(model, obj).value_and_grad(
-        CUDA.asarray(theta, xp_dtype), CUDA.asarray(X, xp_dtype), CUDA.asarray(y, xp_dtype)
-    )
-    loss, grad = host(loss), host(grad)
-    assert loss.dtype == dtype and grad.dtype == dtype and grad.shape == ref_grad.shape
-    np.testing.assert_allclose(loss, ref_loss, rtol=rtol)
-    scale = np.maximum(np.abs(ref_grad).max(axis=1, keepdims=True), 1e-300)
-    np.testing.assert_allclose(grad / scale, ref_grad / scale, rtol=0, atol=rtol)
-
-
 @pytest.mark.parametrize("name", SMALL)
 def test_small_network_kernel_equals_the_reference(name):
     model = make_problem(**SMALL[name])[0]
     assert cuda_backend._path(model) == "small"
-    compare(make_problem(R=R, n=9, seed=3, **SMALL[name]))
+    matches_reference(CUDA, make_problem(R=R, n=9, seed=3, **SMALL[name]))
 
 
 @pytest.mark.parametrize("name", WIDE)
 def test_wide_network_path_equals_the_reference(name):
     model = make_problem(**WIDE[name])[0]
     assert cuda_backend._path(model) == "wide"
-    compare(make_problem(R=R, n=9, seed=4, **WIDE[name]))
-
-
-def test_float32_kernels():
-    compare(make_problem(R=R, n=9, seed=5, **SMALL["tanh"]), rtol=2e-5, dtype=np.float32)
-    compare(make_problem(R=R, n=9, seed=6, **WIDE["tanh-bias"]), rtol=2e-5, dtype=np.float32)
+    matches_reference(CUDA, make_problem(R=R, n=9, seed=4, **WIDE[name]))
 
 
 def test_deeper_networks_and_per_init_batches_take_the_shared_data_kernel():
     problem = make_problem(R=R, n=6, widths=(3, 4), activation=("tanh", "relu"), seed=7)
     assert cuda_backend._path(problem[0]) is None
-    compare(problem)
+    matches_reference(CUDA, problem)
     model, obj, theta, X, y = make_problem(R=R, n=5, seed=8, **SMALL["tanh"])
     rng = np.random.default_rng(0)
     Xb, yb = rng.normal(size=(R, 5, X.shape[1])), rng.normal(size=(R, 5))
@@ -111,45 +81,14 @@ def test_deeper_networks_and_per_init_batches_take_the_shared_data_kernel():
     np.testing.assert_allclose(host(got[1]), ref[1], rtol=1e-12, atol=1e-14)
 
 
-def diverse_inits(theta):
-    """Starting points that end in every status: one blows up (diverged)."""
-    theta = theta.copy()
-    theta[0] *= 40.0
-    return theta
-
-
-@pytest.mark.parametrize("method", ["gd", "momentum", "nesterov"])
-def test_fused_training_equals_the_step_by_step_loop(method):
-    model, obj, theta, X, y = make_problem(R=R, n=9, seed=9, l2=0.01, l1=0.001, **SMALL["tanh"])
-    theta = diverse_inits(theta)
-    cfg = TrainConfig(method=method, lr=0.2, momentum=0.5, max_steps=12, grad_tol=0.05,
-                      loss_target=0.2, max_loss=100.0)  # fmt: skip
-    kernel = CUDA.kernel(model, obj)
-    assert kernel.train_fused is not None
-    fused = kernel.train_fused(theta, X, y, cfg)
-    ref = train(NUMPY.kernel(model, obj), NUMPY, theta, X, y, cfg)
-    np.testing.assert_array_equal(fused.status, ref.status)
-    np.testing.assert_array_equal(fused.steps, ref.steps)
-    ok = ref.status != "diverged"
-    np.testing.assert_allclose(fused.theta[ok], ref.theta[ok], rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(fused.loss[ok], ref.loss[ok], rtol=1e-10)
-    np.testing.assert_allclose(fused.grad_norm[ok], ref.grad_norm[ok], rtol=1e-8, atol=1e-12)
-    assert "diverged" in ref.status
-
-
-def test_fused_training_float32_with_a_group_of_threads_per_init():
-    model, obj, theta, X, y = make_problem(R=R, n=7, seed=10, **SMALL["sigmoid-logistic"])
-    cfg = TrainConfig(lr=0.3, max_steps=6, grad_tol=0.0, dtype="float32")
-    fused = CUDA.kernel(model, obj).train_fused(theta, X, y, cfg)
-    ref = train(NUMPY.kernel(model, obj), NUMPY, theta, X, y, cfg)
-    np.testing.assert_array_equal(fused.status, ref.status)
-    np.testing.assert_allclose(fused.theta, ref.theta, rtol=1e-4, atol=1e-5)
-
-
 def test_train_uses_the_fused_kernel_only_where_it_applies():
     small = CUDA.kernel(*make_problem(**SMALL["tanh"])[:2])
     wide = CUDA.kernel(*make_problem(**WIDE["tanh-bias"])[:2])
-    assert small.train_fused is not None and wide.train_fused is None
+    deep = CUDA.kernel(*make_problem(widths=(3, 4), activation=("tanh", "relu"))[:2])
+    for method in ("gd", "momentum", "nesterov"):
+        assert small.fuses(TrainConfig(method=method))
+        assert not wide.fuses(TrainConfig(method=method)) and not deep.fuses(TrainConfig(method=method))
+    assert not small.fuses(TrainConfig(method="sgd")) and not small.fuses(TrainConfig(history=3))
 
 
 def test_auto_never_picks_the_simulator():
@@ -161,12 +100,18 @@ def test_auto_never_picks_the_simulator():
 
 
 def test_chunks_need_no_room_for_activations_on_the_small_path():
-    from nnkit import config
-    from nnkit.runner import chunk_size_for
-
-    exp = config.from_dict({"inits": 10**6, "data": {"n": 1000}, "model": {"hidden": [10]}})
-    wide = config.from_dict({"inits": 10**6, "data": {"n": 1000}, "model": {"hidden": [300]}})
-    assert chunk_size_for(exp, 1000, 10, CUDA) > 10 * chunk_size_for(wide, 1000, 10, CUDA)
+    """A fused small network keeps only its parameters: a chunk holds as many inits as
+    the budget has room for their parameters and gradients, whatever n; the wide path
+    and the numpy backend keep per-sample arrays."""
+    cfg = TrainConfig()
+    small = make_problem(d=3, widths=(5,))[0]
+    wide = make_problem(d=40, widths=(6,))[0]
+    budget = CUDA.memory_budget(512)
+    for n in (10, 10_000):
+        assert chunk_size(small, cfg, 10**9, n, CUDA, 512) == budget // (8 * small.size * 8)
+    assert CUDA.stored_per_sample(wide, False) == 7
+    assert chunk_size(wide, cfg, 10**9, 1000, CUDA, 512) == budget // ((8 * wide.size + 7000) * 8)
+    assert chunk_size(small, cfg, 10**9, 1000, CUDA, 512) > 50 * chunk_size(small, cfg, 10**9, 1000, NUMPY, 512)
 
 
 def test_compile_time_is_counted_once_per_kernel():

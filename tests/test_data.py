@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from nnkit import data
+from nnkit.core.seeding import data_rng
 from nnkit.data import make_dataset
 from nnkit.errors import UserError
-from nnkit.seeding import data_rng
 
 GENERATORS = [
     ("teacher_student", data.TeacherStudent(d=3, n=20, n_test=7, teacher_width=2)),

@@ -13,15 +13,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import make_problem, objective_of
 
 import nnkit
-import nnkit.runner
-from nnkit import backends, config
+import nnkit.pipeline
+from nnkit import backends
+from nnkit.about import DISTRIBUTION
 from nnkit.backends.cupy_backend import SharedDataKernel
-from nnkit.config import TrainConfig
-from nnkit.train import train
-
-from conftest import make_problem
+from nnkit.study import config
+from nnkit.training import TrainConfig, chunk_size, train
 
 NUMPY = backends.get("numpy")
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,8 +47,8 @@ class _SmallDevice(backends.Backend):
         self.released = 0
         self.largest = 0
 
-    def kernel(self, model, objective):
-        inner = NUMPY.kernel(model, objective)
+    def kernel(self, model, spec):
+        inner = NUMPY.kernel(model, spec)
         outer = self
 
         class Kernel:
@@ -74,7 +74,7 @@ def test_a_chunk_that_does_not_fit_is_trained_in_halves(tmp_path, monkeypatch):
         "run": {"chunk_size": 10},
     })  # fmt: skip
     device = _SmallDevice()
-    monkeypatch.setattr(nnkit.runner.backends, "get", lambda name: device)
+    monkeypatch.setattr(nnkit.pipeline.backends, "get", lambda name: device)
     split = nnkit.load(nnkit.run_experiment(exp, results_dir=tmp_path / "a", progress=False)).runs
     monkeypatch.undo()
     whole = nnkit.load(nnkit.run_experiment(exp, results_dir=tmp_path / "b", backend="numpy", progress=False)).runs
@@ -101,7 +101,7 @@ def test_without_a_gpu_the_gpu_backends_exit_2_with_one_line(tmp_path, name):
     assert done.returncode == 2
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in done.stderr
-    assert f"backend {name!r} is unavailable" in lines[0] and "nnkit[cuda12]" in lines[0]
+    assert f"backend {name!r} is unavailable" in lines[0] and f"{DISTRIBUTION}[cuda12]" in lines[0]
 
 
 def test_backends_lists_each_gpu_backend_with_its_reason():
@@ -126,7 +126,7 @@ def test_a_built_wheel_contains_and_loads_the_kernels(tmp_path):
     )  # fmt: skip
     if built.returncode != 0:
         pytest.skip(f"cannot build a wheel here: {built.stderr.strip().splitlines()[-1:]}")
-    [wheel] = tmp_path.glob("nnkit-*.whl")
+    [wheel] = tmp_path.glob("nnkit_landscape-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     for module in ("__init__", "_target", "_simulator", "pointwise", "small_mlp", "wide_epilogue"):
         assert f"nnkit/kernels/{module}.py" in names
@@ -150,11 +150,10 @@ def test_a_built_wheel_contains_and_loads_the_kernels(tmp_path):
 
 def _fifty_steps(name, problem, dtype="float64"):
     model, obj, theta, X, y = problem
-    be = backends.get(name)
     cfg = TrainConfig(lr=0.05, max_steps=50, grad_tol=0.0, dtype=dtype)
     return (
-        train(be.kernel(model, obj), be, theta, X, y, cfg),
-        train(NUMPY.kernel(model, obj), NUMPY, theta, X, y, cfg),
+        train(objective_of(model, obj, X, y, backends.get(name)), theta, cfg),
+        train(objective_of(model, obj, X, y), theta, cfg),
     )
 
 
@@ -171,7 +170,8 @@ GPU_MODELS = {
 @pytest.mark.parametrize("name", ["cuda", "cupy"])
 @pytest.mark.parametrize("model", GPU_MODELS)
 def test_fifty_steps_on_the_gpu_equal_the_reference(name, model):
-    """The target: float64 results equal the NumPy reference to 1e-10 after 50 steps."""
+    """The target: float64 results equal the NumPy reference to 1e-10 after 50 steps, on
+    models the size of the GPU cases (the conformance suite's are small)."""
     got, ref = _fifty_steps(name, make_problem(R=257, n=301, seed=11, **GPU_MODELS[model]))
     np.testing.assert_array_equal(got.status, ref.status)
     np.testing.assert_allclose(got.loss, ref.loss, rtol=1e-10)
@@ -187,13 +187,11 @@ def test_float32_on_the_gpu(name):
 
 @pytest.mark.gpu
 def test_auto_picks_the_gpu_and_chunks_use_its_memory():
-    from nnkit.runner import chunk_size_for
-
     assert backends.resolve("auto") == "cuda"
     be = backends.get("cuda")
     assert "GPU 0" in be.device and "compute capability" in be.device
-    exp = config.from_dict({"inits": 8192, "data": {"n": 2000, "d": 50}, "model": {"hidden": [100]}})
-    assert chunk_size_for(exp, 2000, 50, be) > chunk_size_for(exp, 2000, 50, NUMPY)
+    model = make_problem(d=50, widths=(100,))[0]
+    assert chunk_size(model, TrainConfig(), 8192, 2000, be, 512) > chunk_size(model, TrainConfig(), 8192, 2000, NUMPY, 512)
 
 
 @pytest.mark.gpu

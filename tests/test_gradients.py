@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from nnkit import activations, backends
-from nnkit.backends.reference import ReferenceKernel
-from nnkit.layout import Layout
-from nnkit.model import Model
-from nnkit.objective import Objective
-
 from conftest import make_problem
+
+from nnkit import backends
+from nnkit.backends.reference import ReferenceKernel
+from nnkit.core import activations
+from nnkit.core.layout import Layout
+from nnkit.core.losses import ObjectiveSpec
+from nnkit.core.model import Model
 
 
 def finite_difference(kernel, theta, X, y, eps=1e-6):
@@ -125,7 +125,7 @@ def test_batch_equals_loop_over_inits(widths, loss):
 def test_known_values():
     """Hand-computed loss of x -> relu(w . x) with a fixed unit output."""
     model = Model(Layout(2, (1,), (False,), output_trained=False), ("relu",))
-    kernel = backends.get("numpy").kernel(model, Objective(half=True))
+    kernel = backends.get("numpy").kernel(model, ObjectiveSpec(half=True))
     theta = np.array([[1.0, -2.0]])
     X = np.array([[1.0, 0.0], [0.0, 1.0], [2.0, 0.5]])
     y = np.array([0.0, 0.0, 1.0])

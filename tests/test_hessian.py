@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from nnkit import activations, backends
-from nnkit.hessian import classify, default_block, hessian, hvp, spectrum
-
 from conftest import make_problem
+
+from nnkit import backends
+from nnkit.core import activations
+from nnkit.landscape.critical import classify, spectrum
+from nnkit.objective.hessian import default_block, hessian, hvp
 
 KINK = 1e-3  # finite differences need every pre-activation this far from 0 (ReLU kinks)
 
 
 def min_abs_preactivation(model, objective, theta, X):
     kernel = backends.get("numpy").kernel(model, objective)
-    Z = kernel._forward(np, theta, X)[0][1:]
+    Z = kernel.forward(np, theta, X)[0][1:]
     return min(np.abs(z).min() for z in Z)
 
 

@@ -3,37 +3,47 @@ analysis stage of a run through the CLI."""
 
 from __future__ import annotations
 
+import json
 import textwrap
 
 import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from conftest import make_problem, objective_of
 
 import nnkit
-from nnkit import config, symmetry
-from nnkit import hessian as hess
+import nnkit.study
+import nnkit.training
 from nnkit.backends.reference import ReferenceKernel
 from nnkit.cli import main
-from nnkit.config import AnalysisConfig
-from nnkit.minima import Landscape, analyse, group, wilson
-from nnkit.polish import polish
-
-from conftest import make_problem
+from nnkit.landscape import AnalysisConfig, analyse, group, polish, symmetry, wilson
+from nnkit.study import config
 
 
-def quartic():
-    """``E(w) = sum (w^2 - 1)^2 / 4``: minima at +-1, a maximum at 0, saddles between."""
-    return Landscape(
-        lambda t: (((t**2 - 1) ** 2).sum(axis=1) / 4, t**3 - t),
-        lambda t: np.stack([np.diag(3 * r**2 - 1) for r in t]),
-    )
+class Quartic:
+    """``E(w) = sum (w^2 - 1)^2 / 4``: minima at +-1, a maximum at 0, saddles between.
+    A hand-made objective: the landscape tools need only these methods, and, to group
+    minima, the model whose symmetries apply (here a linear unit, given by the caller)."""
+
+    def __init__(self, model=None):
+        self.model = model
+
+    def value_and_grad(self, t):
+        return ((t**2 - 1) ** 2).sum(axis=1) / 4, t**3 - t
+
+    def hessian(self, t):
+        return np.stack([np.diag(3 * r**2 - 1) for r in t])
+
+
+def quartic(model=None):
+    return Quartic(model)
 
 
 def test_polishing_reaches_the_nearby_critical_point_whatever_its_kind():
     land = quartic()
     start = np.array([[0.9, 1.2, -1.1], [0.02, 0.95, -0.05]])
-    res = polish(land.value_and_grad, land.hessian, start, 1e-12, 50)
+    res = polish(land, start, 1e-12, 50)
     assert res.converged.all() and (res.grad_norm <= 1e-12).all()
     np.testing.assert_allclose(res.theta, [[1, 1, -1], [0, 1, 0]], atol=1e-12)
     assert (res.steps > 0).all() and (res.steps < 20).all()
@@ -43,14 +53,13 @@ def test_polishing_a_network_to_1e_10_and_not_converged_when_it_cannot():
     model, obj, theta, X, _ = make_problem(activation="tanh", widths=(3,), d=2, n=30, R=5, seed=3)
     kernel = ReferenceKernel(model, obj)
     y = kernel.predict(theta[:1], X)[0]  # a realisable target: theta[0] is a minimum
-    land = Landscape(lambda t: kernel.value_and_grad(t, X, y),
-                     lambda t: hess.hessian(model, obj, t, X, y))  # fmt: skip
+    land = objective_of(model, obj, X, y)
     start = theta[[0] * 5] + 1e-3 * np.random.default_rng(0).normal(size=(5, theta.shape[1]))
-    res = polish(land.value_and_grad, land.hessian, start, 1e-10, 60)
+    res = polish(land, start, 1e-10, 60)
     assert res.converged.all() and (res.grad_norm <= 1e-10).all() and (res.steps <= 40).all()
     np.testing.assert_allclose(res.theta, theta[[0] * 5], atol=1e-5)  # an ill-conditioned minimum
     assert (res.loss < 1e-15).all()
-    stuck = polish(land.value_and_grad, land.hessian, start, 1e-10, 0)
+    stuck = polish(land, start, 1e-10, 0)
     assert not stuck.converged.any() and (stuck.steps == 0).all()
 
 
@@ -72,17 +81,17 @@ def test_symmetric_copies_are_one_minimum_and_different_networks_are_not():
 
 
 def test_the_minima_table_counts_and_flags():
-    land = quartic()
+    model = make_problem(activation="linear", widths=(1,), d=1, bias=False, output_bias=False)[0]
+    land = quartic(model)
     rng = np.random.default_rng(1)
     start = np.sign(rng.normal(size=(40, 1))) * (1 + 0.01 * rng.normal(size=(40, 1)))
     start = np.hstack([start, 0.01 * rng.normal(size=(40, 1))])  # second coordinate: near 0
-    model = make_problem(activation="linear", widths=(1,), d=1, bias=False, output_bias=False)[0]
-    theta, per_init, minima = analyse(land, model, start, AnalysisConfig(), np.arange(40))
+    theta, per_init, minima = analyse(land, start, AnalysisConfig(), np.arange(40))
     # near (+-1, 0): the second coordinate sits at a maximum of its quartic: saddles
     assert set(per_init["kind"]) == {"saddle"} and (per_init["minimum"] == -1).all()
     assert minima.empty
     start[:, 1] = np.sign(start[:, 0]) * (1 + 0.01 * rng.normal(size=40))
-    theta, per_init, minima = analyse(land, model, start, AnalysisConfig(), np.arange(40))
+    theta, per_init, minima = analyse(land, start, AnalysisConfig(), np.arange(40))
     # (1, 1) and (-1, -1): a linear unit's sign flip maps one onto the other
     assert (per_init["kind"] == "strict minimum").all()
     assert len(minima) == 1 and minima["count"].iloc[0] == 40
@@ -130,10 +139,35 @@ def test_run_with_analysis_then_nnkit_minima_and_show(tmp_path):
     assert (run.runs.loc[converged, "polished_grad_norm"] <= 1e-10).all()
     for name in ("minima.png", "spectra.png"):
         assert (run.path / "figures" / name).is_file()
+
+    # the stored table is the analysis of the stored parameters, redone here by hand
+    exp = run.experiment
+    objective = nnkit.make_objective(nnkit.study.problem(exp), nnkit.backends.get("numpy"))
+    theta, per_init, table = analyse(objective, run.params(0), exp.analysis, run.runs["init"].to_numpy(),
+                                     lambda th: nnkit.training.evaluate(objective, th)["test_loss"])  # fmt: skip
+    table.insert(0, "point", 0)
+    pd.testing.assert_frame_equal(minima, table)
+    np.testing.assert_array_equal(run.params(0, polished=True), theta)
+    np.testing.assert_array_equal(run.runs["minimum"], per_init["minimum"])
+    assert minima["is_global"].any() and (minima["loss"] >= -1e-12).all()
+
     shown = cli.invoke(main, ["show", run_dir])
-    assert "distinct minima" in shown.output
-    again = cli.invoke(main, ["minima", run_dir, "--set", "analysis.loss_tol=1e-3", "-q"])
+    assert "distinct minima" in shown.output and "where the inits ended" in shown.output
+    assert list(run.summary()) == ["training", "landing", "minima"]
+    assert run._repr_html_().count("<table") == 3
+    landing = run.landing()
+    assert shown.output.count("\n") > 6 and int(landing["global"].iloc[0]) == int(minima.loc[minima["is_global"], "count"].sum())
+
+    # a changed setting is used: analysis.json records it, and it changes the table
+    again = cli.invoke(main, ["minima", run_dir, "--set", "analysis.optimum=5.0", "-q"])
     assert again.exit_code == 0 and again.output.strip() == run_dir
+    assert nnkit.load(run_dir).meta == run.meta  # training is untouched
+    moved = pd.read_parquet(f"{run_dir}/minima.parquet")
+    assert json.loads((run.path / "analysis.json").read_text())["settings"]["optimum"] == 5.0
+    assert not moved["is_global"].any() and moved["spurious"].all()  # nothing is near 5
+    again = cli.invoke(main, ["minima", run_dir, "--set", "analysis.loss_tol=1e-3", "-q"])
+    assert again.exit_code == 0
+    assert json.loads((run.path / "analysis.json").read_text())["settings"]["loss_tol"] == 1e-3
     assert len(pd.read_parquet(f"{run_dir}/minima.parquet")) <= len(minima)
     bad = cli.invoke(main, ["minima", run_dir, "--set", "train.lr=1"])
     assert bad.exit_code == 2 and "only analysis" in bad.output
@@ -178,7 +212,7 @@ optimum = 0.0
 
 
 def test_population_study_end_to_end(tmp_path):
-    from nnkit.analysis import landing
+    from nnkit.report.tables import landing
 
     path = tmp_path / "pop.toml"
     path.write_text(textwrap.dedent(POPULATION))
@@ -198,6 +232,20 @@ def test_population_study_end_to_end(tmp_path):
     assert (run.runs["test_loss"] < 1e-10).sum() >= 10
 
 
+def test_asking_another_backend_for_a_population_run_is_warned_about(tmp_path):
+    path = tmp_path / "pop.toml"
+    path.write_text(textwrap.dedent(POPULATION).replace("enabled = true", "enabled = false"))
+    done = CliRunner().invoke(main, ["run", str(path), "--results", str(tmp_path / "r"), "-q",
+                                     "--backend", "numba", "--inits", "2", "--set", "train.max_steps=5"])  # fmt: skip
+    assert done.exit_code == 0, done.output
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "numpy" in warnings[0] and "numba" in warnings[0]
+    assert nnkit.load(done.stdout.strip()).meta["backend"] == "numpy"
+    quiet = CliRunner().invoke(main, ["run", str(path), "--results", str(tmp_path / "r"), "-q", "--inits", "2",
+                                      "--set", "train.max_steps=5"])  # fmt: skip
+    assert quiet.exit_code == 0 and quiet.stderr == ""  # auto: nothing was overridden
+
+
 @pytest.mark.parametrize("change, message", [
     ("data.teacher_activation='tanh'", "ReLU teacher"),
     ("model.activation='tanh'", "ReLU student"),
@@ -212,10 +260,9 @@ def test_population_needs_a_relu_teacher_and_student(tmp_path, change, message):
 
 
 def test_polishing_far_from_where_training_stopped_is_not_converged():
-    land = quartic()
+    land = quartic(make_problem(activation="linear", widths=(1,), d=1, bias=False, output_bias=False)[0])
     start = np.array([[0.6, 1.0], [1.001, 1.0]])  # the first needs a long way to +-1 or 0
-    _, per_init, _ = analyse(land, make_problem(activation="linear", widths=(1,), d=1, bias=False,
-                                                output_bias=False)[0], start, AnalysisConfig(), [0, 1])  # fmt: skip
+    _, per_init, _ = analyse(land, start, AnalysisConfig(), [0, 1])
     assert per_init["polish_move"].iloc[0] > 0.05 and per_init["kind"].iloc[0] == "not converged"
     assert per_init["kind"].iloc[1] == "strict minimum"
 
@@ -231,10 +278,10 @@ def test_swept_analysis_settings_apply_to_their_own_points(tmp_path):
 
 
 def test_analysis_in_slices_equals_all_at_once():
-    land = quartic()
-    start = 1 + 0.01 * np.random.default_rng(2).normal(size=(9, 2))
     model = make_problem(activation="linear", widths=(1,), d=1, bias=False, output_bias=False)[0]
-    whole = analyse(land, model, start, AnalysisConfig(), np.arange(9))
-    sliced = analyse(land, model, start, AnalysisConfig(), np.arange(9), slice_rows=2)
+    land = quartic(model)
+    start = 1 + 0.01 * np.random.default_rng(2).normal(size=(9, 2))
+    whole = analyse(land, start, AnalysisConfig(), np.arange(9))
+    sliced = analyse(land, start, AnalysisConfig(), np.arange(9), slice_rows=2)
     np.testing.assert_array_equal(whole[0], sliced[0])
     pd.testing.assert_frame_equal(whole[1], sliced[1])

@@ -1,18 +1,19 @@
-"""The exact teacher-student population loss (arc-cosine kernel) of nnkit.population."""
+"""The exact teacher-student population loss (arc-cosine kernel) of
+nnkit.objective.population, and its objective."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from nnkit.backends import numpy_backend
+from nnkit import backends
 from nnkit.backends.reference import ReferenceKernel
-from nnkit.config import TrainConfig
-from nnkit.layout import Layout
-from nnkit.model import Model
-from nnkit.objective import Objective
-from nnkit.population import TeacherStudentPopulation
-from nnkit.train import train
+from nnkit.core.layout import Layout
+from nnkit.core.losses import ObjectiveSpec
+from nnkit.core.model import Model
+from nnkit.data import Dataset
+from nnkit.objective import PopulationObjective, Problem, Teacher, TeacherStudentPopulation, make_objective
+from nnkit.training import TrainConfig, train
 
 
 def layout(d, k, trained=True, value=1.0):
@@ -74,10 +75,11 @@ def X_mc():
 def mc_loss(pop, theta, X):
     """Sample mean of (f - y)^2 per student and its standard error."""
     y = pop.teacher(X)
+    student = ReferenceKernel(Model(pop.layout, ("relu",)), ObjectiveSpec())
     s1 = np.zeros(theta.shape[0])
     s2 = np.zeros(theta.shape[0])
     for start in range(0, X.shape[0], 500_000):
-        r2 = (pop.predict(theta, X[start : start + 500_000]) - y[start : start + 500_000]) ** 2
+        r2 = (student.predict(theta, X[start : start + 500_000]) - y[start : start + 500_000]) ** 2
         s1 += r2.sum(axis=1)
         s2 += (r2 * r2).sum(axis=1)
     mean = s1 / X.shape[0]
@@ -117,11 +119,35 @@ def test_predict_matches_reference_kernel():
     for trained in (True, False):
         lay = layout(4, 5, trained, value=0.7)
         pop = TeacherStudentPopulation(lay, rng.normal(size=(4, 3)))
-        ref = ReferenceKernel(Model(lay, ("relu",)), Objective())
+        ref = ReferenceKernel(Model(lay, ("relu",)), ObjectiveSpec())
         theta, X = rng.normal(size=(3, lay.size)), rng.normal(size=(11, 4))
         np.testing.assert_allclose(pop.predict(theta, X), ref.predict(theta, X), rtol=1e-13)
         Xr = rng.normal(size=(3, 11, 4))  # one batch per network
         np.testing.assert_allclose(pop.predict(theta, Xr), ref.predict(theta, Xr), rtol=1e-13)
+
+
+def test_the_objective_of_a_problem_with_a_teacher_is_the_closed_form():
+    """make_objective picks the population loss for a problem with a teacher, on NumPy
+    whatever the backend asked for."""
+    rng = np.random.default_rng(0)
+    lay = layout(4, 5, trained=True)
+    model, V = Model(lay, ("relu",)), rng.normal(size=(4, 3))
+    X = rng.normal(size=(11, 4))
+    problem = Problem(model, ObjectiveSpec(half=True), Dataset(X, np.zeros(11), X[:0], np.zeros(0)),
+                      Teacher(V, np.ones(3)))  # fmt: skip
+    for asked in ("numpy", "numba"):
+        objective = make_objective(problem, backends.get(asked))
+        assert isinstance(objective, PopulationObjective) and objective.backend.name == "numpy"
+    pop = TeacherStudentPopulation(lay, V, spec=ObjectiveSpec(half=True))
+    theta = rng.normal(size=(3, lay.size))
+    for got, want in zip(objective.value_and_grad(theta), pop.value_and_grad(theta)):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(objective.hessian(theta), pop.hessian(theta))
+    V_dir = rng.normal(size=theta.shape)
+    np.testing.assert_allclose(objective.hvp(theta, V_dir), np.einsum("rpq,rq->rp", pop.hessian(theta), V_dir),
+                               rtol=1e-12)  # fmt: skip
+    np.testing.assert_array_equal(objective.predict(theta, X), pop.predict(theta, X))
+    assert objective.samples is None
 
 
 # -- exact derivatives -------------------------------------------------------------------
@@ -217,9 +243,9 @@ def test_half_and_penalty():
     V = rng.normal(size=(4, 2))
     theta = rng.normal(size=(3, lay.size))
     plain = TeacherStudentPopulation(lay, V)
-    half = TeacherStudentPopulation(lay, V, objective=Objective(half=True))
-    l2 = TeacherStudentPopulation(lay, V, objective=Objective(l2=0.3))
-    l1 = TeacherStudentPopulation(lay, V, objective=Objective(l1=0.2))
+    half = TeacherStudentPopulation(lay, V, spec=ObjectiveSpec(half=True))
+    l2 = TeacherStudentPopulation(lay, V, spec=ObjectiveSpec(l2=0.3))
+    l1 = TeacherStudentPopulation(lay, V, spec=ObjectiveSpec(l1=0.2))
     (L, g), H = plain.value_and_grad(theta), plain.hessian(theta)
     np.testing.assert_allclose(half.value(theta), L / 2, rtol=1e-14)
     np.testing.assert_allclose(half.value_and_grad(theta)[1], g / 2, rtol=1e-14)
@@ -246,7 +272,7 @@ def test_rejects_layouts_without_a_closed_form():
     with pytest.raises(ValueError, match="shape"):
         TeacherStudentPopulation(layout(3, 4), np.ones((2, 2)))
     with pytest.raises(ValueError, match="squared"):
-        TeacherStudentPopulation(layout(3, 4), V, objective=Objective(loss="logistic"))
+        TeacherStudentPopulation(layout(3, 4), V, spec=ObjectiveSpec(loss="logistic"))
 
 
 def test_trainer_runs_on_the_population_loss():
@@ -254,13 +280,14 @@ def test_trainer_runs_on_the_population_loss():
     d, k = 4, 3
     lay = layout(d, k, trained=False)
     V = orthonormal(d, 4)[:, :k]
-    pop = TeacherStudentPopulation(Model(lay, ("relu",)), V, objective=Objective(half=True))
+    X = np.zeros((1, d))  # samples only evaluate the networks
+    problem = Problem(Model(lay, ("relu",)), ObjectiveSpec(half=True), Dataset(X, np.zeros(1), X, np.zeros(1)),
+                      Teacher(V, np.ones(k)))  # fmt: skip
     # the teacher's weights plus a small perturbation converge back to the teacher
     theta0 = V.reshape(1, -1) + 0.05 * rng.normal(size=(2, lay.size))
-    X, y = np.zeros((1, d)), np.zeros(1)  # ignored by the kernel
     # loss_target < 0: stop on the gradient only (the loss reaches 0 up to rounding)
     cfg = TrainConfig(lr=0.5, max_steps=2000, grad_tol=1e-10, loss_target=-1.0)
-    result = train(pop, numpy_backend.make(), theta0, X, y, cfg)
+    result = train(make_objective(problem, backends.get("numpy")), theta0, cfg)
     assert list(result.status) == ["converged", "converged"]
     assert np.all(np.abs(result.loss) < 1e-14)
     np.testing.assert_allclose(result.theta, np.tile(V.reshape(1, -1), (2, 1)), atol=1e-8)

@@ -9,13 +9,14 @@ import pandas as pd
 import pytest
 
 import nnkit
-from nnkit import backends, config
+from nnkit import backends, run_experiment
+from nnkit.core.losses import prepare_targets
+from nnkit.core.seeding import data_rng
 from nnkit.data import make_dataset
 from nnkit.errors import UserError
-from nnkit.objective import prepare_targets
-from nnkit.runner import RUN_COLUMNS, run_experiment
-from nnkit.seeding import data_rng
-from nnkit.train import STATUSES
+from nnkit.runs.executor import RUN_COLUMNS
+from nnkit.study import config
+from nnkit.training import STATUSES
 
 EXPERIMENT = """
 name = "tiny"
@@ -134,6 +135,15 @@ def test_config_and_meta(plain):
     assert meta["versions"]["nnkit"] == nnkit.__version__
 
 
+def test_a_run_shows_its_tables_in_a_notebook(plain):
+    run = nnkit.load(plain[1])
+    page = run._repr_html_()
+    assert run.headline() in page and page.count("<table") == 1  # training only: not analysed
+    assert "converged" in page and str(run.path) in page
+    with pytest.raises(UserError, match="analyse it first"):
+        run.params(0, polished=True)
+
+
 def test_history_present(plain):
     _, run_dir = plain
     hist = nnkit.load(run_dir).history
@@ -181,7 +191,12 @@ def test_sweep_points_and_columns(swept):
 
 def test_summary_per_point(swept):
     _, run_dir = swept
-    summary = nnkit.load(run_dir).summary()
+    run = nnkit.load(run_dir)
+    tables = run.summary()
+    assert list(tables) == ["training"]  # no analysis: no landing or minima tables
+    assert run.minima is None and run.landing() is None and run.top_minima() is None
+    summary = tables["training"]
+    pd.testing.assert_frame_equal(summary, run.training())
     assert summary["point"].tolist() == [0, 1]
     assert summary["train.lr"].tolist() == [0.05, 0.2]
     assert summary["inits"].tolist() == [6, 6]
@@ -200,12 +215,12 @@ def test_sweep_over_widths_gives_per_point_sizes(tmp_path):
 
 
 def test_loading_an_unfinished_run_is_user_error(tmp_path, monkeypatch):
-    import nnkit.runner
+    import nnkit.training.chunk
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(nnkit.runner, "train", interrupted)
+    monkeypatch.setattr(nnkit.training.chunk, "train", interrupted)
     with pytest.raises(KeyboardInterrupt):
         make_run(tmp_path)
     run_dir = tmp_path / "results" / "tiny" / "r"

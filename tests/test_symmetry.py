@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import make_problem
 
 from nnkit import backends
-from nnkit.symmetry import align, allowed, canonical, distance, random_symmetry, transform
-
-from conftest import make_problem
+from nnkit.landscape.symmetry import align, allowed, canonical, distance, random_symmetry, transform
 
 # (activation, hidden biases)
 KINDS = [

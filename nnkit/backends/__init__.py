@@ -2,9 +2,11 @@
 which backends this machine can run and why the others cannot.
 
 A backend module defines ``probe() -> (usable: bool, device: str, reason: str)`` and
-``make() -> Backend``; it imports its GPU or JIT libraries only inside those functions,
-so ``import nnkit`` never pulls in CuPy or Numba. Adding a backend means adding one
-module and one line to :data:`REGISTRY`.
+``make() -> Backend`` (and may define ``automatic() -> bool``, whether ``auto`` may pick
+it); it imports its GPU or JIT libraries only inside those functions, so ``import nnkit``
+never pulls in CuPy or Numba. Adding a backend means adding one module (its
+:class:`Backend` and :class:`Kernel`, see :mod:`.base`) and one entry to
+:data:`REGISTRY`: the CLI, the config checks and the run's provenance read it from here.
 """
 
 from __future__ import annotations
@@ -12,20 +14,46 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-from .base import Backend, BackendError
+from ..about import install_hint
+from .base import Backend, BackendError, Fused, Kernel
 
-__all__ = ["Backend", "BackendError", "BackendInfo", "REGISTRY", "get", "probe", "probe_all"]
+__all__ = [
+    "AUTO_ORDER", "Backend", "BackendError", "BackendInfo", "Fused", "Kernel", "REGISTRY",
+    "get", "names", "packages", "probe", "probe_all", "resolve",
+]  # fmt: skip
 
-#: name -> (module, what to install to get it)
+
+@dataclass(frozen=True)
+class Entry:
+    """A registered backend: its module, what to install to get it, and the
+    distributions whose versions a run on it records."""
+
+    module: str
+    install: str = ""
+    packages: tuple[str, ...] = ()
+
+
+_GPU = f"{install_hint('cuda12')} on a GPU machine"
+
 REGISTRY = {
-    "numpy": ("nnkit.backends.numpy_backend", ""),
-    "numba": ("nnkit.backends.numba_backend", "pip install numba"),
-    "cupy": ("nnkit.backends.cupy_backend", "pip install 'nnkit[cuda12]' on a GPU machine"),
-    "cuda": ("nnkit.backends.cuda_backend", "pip install 'nnkit[cuda12]' on a GPU machine"),
+    "numpy": Entry("nnkit.backends.numpy_backend", "", ("numpy", "array-api-compat")),
+    "numba": Entry("nnkit.backends.numba_backend", "pip install numba", ("numba", "llvmlite")),
+    "cupy": Entry("nnkit.backends.cupy_backend", _GPU, ("cupy-cuda12x", "cupy-cuda13x")),
+    "cuda": Entry("nnkit.backends.cuda_backend", _GPU, ("numba-cuda", "cupy-cuda12x", "cupy-cuda13x")),
 }
 
 #: the order in which ``auto`` tries the backends: fastest first
 AUTO_ORDER = ("cuda", "cupy", "numba", "numpy")
+
+
+def names() -> tuple[str, ...]:
+    """Every name ``get`` takes: ``auto`` and the registered backends."""
+    return ("auto", *REGISTRY)
+
+
+def packages() -> tuple[str, ...]:
+    """The distributions of every backend, for the versions a run records."""
+    return tuple(dict.fromkeys(p for entry in REGISTRY.values() for p in entry.packages))
 
 
 @dataclass(frozen=True)
@@ -37,7 +65,7 @@ class BackendInfo:
 
 
 def _module(name):
-    module_name, _ = REGISTRY[name]
+    module_name = REGISTRY[name].module
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -49,15 +77,13 @@ def _module(name):
 def probe(name: str) -> BackendInfo:
     """Whether backend ``name`` can run here, on which device, or why not."""
     if name not in REGISTRY:
-        raise BackendError(
-            f"unknown backend {name!r} (expected one of {', '.join(['auto', *REGISTRY])})"
-        )
+        raise BackendError(f"unknown backend {name!r} (expected one of {', '.join(names())})")
     module = _module(name)
     if module is None:
         return BackendInfo(name, False, "", "not implemented in this version of nnkit")
     usable, device, reason = module.probe()
-    if not usable and REGISTRY[name][1]:
-        reason = f"{reason} ({REGISTRY[name][1]})"
+    if not usable and REGISTRY[name].install:
+        reason = f"{reason} ({REGISTRY[name].install})"
     return BackendInfo(name, usable, device, reason)
 
 
@@ -86,6 +112,6 @@ def resolve(name: str) -> str:
 
 
 def get(name: str = "auto") -> Backend:
-    """A ready :class:`Backend` for ``name`` (``numpy``, ``numba``, ``cupy``, ``cuda`` or
-    ``auto``). Raises :class:`BackendError` with one line saying why when it cannot run."""
+    """A ready :class:`Backend` for ``name`` (one of :func:`names`). Raises
+    :class:`BackendError` with one line saying why when it cannot run."""
     return _module(resolve(name)).make()

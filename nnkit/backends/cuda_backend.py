@@ -22,6 +22,7 @@ import time
 import numpy as np
 
 from . import gpu
+from .base import Fused
 from .cupy_backend import GpuBackend, SharedDataKernel
 from .numpy_backend import NumpyBackend
 
@@ -74,18 +75,12 @@ def make():
     return SimulatedCudaBackend() if gpu.simulated() else CudaBackend()
 
 
-class CudaBackend(GpuBackend):
-    name = "cuda"
+class _CudaPaths:
+    """What both the real and the simulated ``cuda`` backend do: pick a path per
+    model, and count each kernel's first launch as compiling."""
 
-    def __init__(self):
-        super().__init__()
-        self.launched = set()  # kernels compiled in this process
-
-    def synchronize(self):
-        self._cupy.cuda.Device().synchronize()
-
-    def kernel(self, model, objective):
-        return CudaKernel(model, objective, self)
+    def kernel(self, model, spec):
+        return CudaKernel(model, spec, self)
 
     def stored_per_sample(self, model, sgd):
         path = _path(model, sgd)
@@ -96,7 +91,18 @@ class CudaBackend(GpuBackend):
         return super().stored_per_sample(model, sgd)
 
 
-class SimulatedCudaBackend(NumpyBackend):
+class CudaBackend(_CudaPaths, GpuBackend):
+    name = "cuda"
+
+    def __init__(self):
+        super().__init__()
+        self.launched = set()  # kernels compiled in this process
+
+    def synchronize(self):
+        self._cupy.cuda.Device().synchronize()
+
+
+class SimulatedCudaBackend(_CudaPaths, NumpyBackend):
     """The ``cuda`` backend's kernels in the simulator, on NumPy arrays."""
 
     name = "cuda"
@@ -109,9 +115,6 @@ class SimulatedCudaBackend(NumpyBackend):
     def synchronize(self):
         pass  # the simulator runs kernels to the end before returning
 
-    def kernel(self, model, objective):
-        return CudaKernel(model, objective, self)
-
 
 def _path(model, sgd: bool = False):
     """``"small"``, ``"wide"`` or None (the cupy kernel) for a model trained on shared data."""
@@ -122,15 +125,15 @@ def _path(model, sgd: bool = False):
     return "small" if gpu.kernels("small_mlp").fits(net) else "wide"
 
 
-def _net(model, objective=None):
+def _net(model, spec=None):
     lay = model.layout
     small = gpu.kernels("small_mlp")
     return small.Net(
         d=lay.d, k=lay.widths[0], activation=model.activations[0],
         slope=model.leaky_slope, hidden_bias=lay.bias[0], out_trained=lay.output_trained,
         out_value=lay.output_value, out_bias=lay.output_bias,
-        loss=objective.loss if objective is not None else "squared",
-        regularize_bias=objective.regularize_bias if objective is not None else False,
+        loss=spec.loss if spec is not None else "squared",
+        regularize_bias=spec.regularize_bias if spec is not None else False,
     )  # fmt: skip
 
 
@@ -138,11 +141,11 @@ class CudaKernel(SharedDataKernel):
     """``value_and_grad`` (and, for small networks, ``train_fused``) from the kernels of
     the model's path; ``predict`` and the other paths from :class:`SharedDataKernel`."""
 
-    def __init__(self, model, objective, backend):
-        super().__init__(model, objective, backend.xp)
+    def __init__(self, model, spec, backend):
+        super().__init__(model, spec, backend.xp)
         self._backend = backend
         self._path = _path(model)
-        self._net = _net(model, objective) if self._path else None
+        self._net = _net(model, spec) if self._path else None
 
     def value(self, theta, X, y):
         return self.value_and_grad(theta, X, y)[0]
@@ -171,13 +174,13 @@ class CudaKernel(SharedDataKernel):
         theta = xp.asarray(theta, dtype=getattr(xp, dtype), copy=None)
         X = xp.asarray(X, dtype=theta.dtype)
         y = xp.asarray(y, dtype=theta.dtype)
-        scale = np.dtype(dtype).type(self.objective.scale(X.shape[0]))
+        scale = np.dtype(dtype).type(self.spec.scale(X.shape[0]))
         if self._path == "small":
             loss, grad = self._small_value_and_grad(theta, X, y, scale, dtype)
         else:
             loss, grad = self._wide_value_and_grad(theta, X, y, scale, dtype)
-        if self.objective.has_penalty():
-            value, pgrad = self.objective.penalty(xp, theta, self._penalty_mask(xp, theta))
+        if self.spec.has_penalty():
+            value, pgrad = self.spec.penalty(xp, theta, self.penalty_mask(xp, theta))
             loss, grad = loss + value, grad + pgrad
         return loss, grad
 
@@ -230,14 +233,12 @@ class CudaKernel(SharedDataKernel):
         grad = xp.concat([grads[b.name] for b in lay.blocks], axis=1)
         return scale * xp.sum(loss_part, axis=0), grad
 
-    @property
-    def train_fused(self):
+    def fuses(self, cfg) -> bool:
         """Full-batch training in one launch, for the small-network path only."""
-        return self._train_small if self._path == "small" else None
+        small = gpu.kernels("small_mlp")
+        return self._path == "small" and cfg.method in small.METHODS and cfg.history == 0
 
-    def _train_small(self, theta0, X, y, cfg):
-        from ..train import STATUSES, TrainResult
-
+    def train_fused(self, theta0, X, y, cfg):
         xp, be, small = self._xp, self._backend, gpu.kernels("small_mlp")
         dt = np.dtype(cfg.dtype).type
         R = theta0.shape[0]
@@ -248,7 +249,7 @@ class CudaKernel(SharedDataKernel):
         steps = xp.zeros(R, dtype=xp.int64)
         loss = xp.full(R, np.nan, dtype=theta.dtype)
         norm = xp.full(R, np.nan, dtype=theta.dtype)
-        obj = self.objective
+        obj = self.spec
         kernel = small.train_kernel(self._net, cfg.dtype, cfg.method)
         self._launch(
             kernel, small.grid(R, self._net), theta, be.asarray(X, theta.dtype), be.asarray(y, theta.dtype),
@@ -256,9 +257,9 @@ class CudaKernel(SharedDataKernel):
             cfg.max_steps, dt(cfg.grad_tol), dt(cfg.loss_target), dt(cfg.max_loss),
             status, steps, loss, norm,
         )  # fmt: skip
-        return TrainResult(
+        return Fused(
             theta=np.asarray(be.to_numpy(theta), dtype=np.float64),
-            status=np.asarray(STATUSES)[be.to_numpy(status).astype(np.int64) - 1],
+            stop=be.to_numpy(status).astype(np.int64),
             steps=be.to_numpy(steps),
             loss=np.asarray(be.to_numpy(loss), dtype=np.float64),
             grad_norm=np.asarray(be.to_numpy(norm), dtype=np.float64),

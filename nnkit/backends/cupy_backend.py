@@ -50,23 +50,23 @@ class GpuBackend(Backend):
 class CupyBackend(GpuBackend):
     name = "cupy"
 
-    def kernel(self, model, objective):
-        return SharedDataKernel(model, objective, self.xp)
+    def kernel(self, model, spec):
+        return SharedDataKernel(model, spec, self.xp)
 
 
 class SharedDataKernel(ReferenceKernel):
     """The reference kernel with shared-data products done as one large GEMM."""
 
-    def _product(self, xp, H, W):
+    def product(self, xp, H, W):
         if H.ndim != 2:
-            return super()._product(xp, H, W)
+            return super().product(xp, H, W)
         R, a, b = W.shape
         wide = xp.reshape(xp.permute_dims(W, (1, 0, 2)), (a, R * b))
         return xp.permute_dims(xp.reshape(H @ wide, (H.shape[0], R, b)), (1, 0, 2))
 
-    def _weight_grad(self, xp, H, dZ):
+    def weight_grad(self, xp, H, dZ):
         if H.ndim != 2:
-            return super()._weight_grad(xp, H, dZ)
+            return super().weight_grad(xp, H, dZ)
         R, n, b = dZ.shape
         wide = xp.reshape(xp.permute_dims(dZ, (1, 0, 2)), (n, R * b))
         grad = xp.matrix_transpose(H) @ wide

@@ -13,9 +13,12 @@ import time
 
 import numpy as np
 
-from .base import Backend, import_problem
+from .base import Backend, Fused, import_problem
 from .numpy_backend import cpu_device
 from .reference import ReferenceKernel
+
+#: the methods of full-batch training the generated kernel runs (its ``method`` 0, 1, 2)
+FUSED_METHODS = ("gd", "momentum", "nesterov")
 
 
 def _cores() -> int:
@@ -42,7 +45,6 @@ class NumbaBackend(Backend):
     def __init__(self):
         from . import numba_codegen  # numba itself is imported by the generated kernels
 
-        self._codegen = numba_codegen
         self.device = probe()[1]
         self.compile_seconds = 0.0
         self.threads = _cores()
@@ -74,25 +76,30 @@ class NumbaBackend(Backend):
         for future in [self._pool.submit(kernel, *args, a, b) for a, b in ranges]:
             future.result()
 
-    def kernel(self, model, objective):
-        return NumbaKernel(model, objective, self)
+    def kernel(self, model, spec):
+        return NumbaKernel(model, spec, self)
 
 
 class NumbaKernel(ReferenceKernel):
     """``value_and_grad`` from a fused kernel generated for the model; ``predict`` from
     the reference."""
 
-    def __init__(self, model, objective, backend):
-        super().__init__(model, objective, backend.xp)
+    def __init__(self, model, spec, backend):
+        from . import numba_codegen
+
+        super().__init__(model, spec, backend.xp)
         self._backend = backend
-        self._lanes = backend._codegen.LANES
+        self._lanes = numba_codegen.LANES
         started = time.perf_counter()
-        self._module = backend._codegen.load_kernel(model, objective.loss)
+        self._module = numba_codegen.load_kernel(model, spec.loss)
         self._ready = set()  # (function, dtype) compiled or loaded in this process
         backend.compile_seconds += time.perf_counter() - started
 
     def value(self, theta, X, y):
         return self.value_and_grad(theta, X, y)[0]
+
+    def fuses(self, cfg) -> bool:
+        return cfg.method in FUSED_METHODS and cfg.history == 0
 
     def _to_lanes(self, theta, dtype):
         """``theta (R, P)`` as the kernels' ``(P, R')``, R' padded to whole lane blocks."""
@@ -132,23 +139,21 @@ class NumbaKernel(ReferenceKernel):
             y2[:R] = y
         loss = np.empty(padded, dtype=dtype)
         gT = np.empty_like(thT)
-        scale = dtype.type(self.objective.scale(X.shape[-2]))
+        scale = dtype.type(self.spec.scale(X.shape[-2]))
         args = (thT, np.ascontiguousarray(X3), np.ascontiguousarray(y2), scale, loss, gT)
         self._run("value_and_grad", args, padded // self._lanes)
         loss = loss[:R]
         grad = np.ascontiguousarray(gT[:, :R].T)
-        if self.objective.has_penalty():
-            value, pgrad = self.objective.penalty(self._xp, theta, self._penalty_mask(self._xp, theta))
+        if self.spec.has_penalty():
+            value, pgrad = self.spec.penalty(self._xp, theta, self.penalty_mask(self._xp, theta))
             loss, grad = loss + value, grad + pgrad
         return loss, grad
 
     def train_fused(self, theta0, X, y, cfg):
         """All of full-batch training (``gd``, ``momentum``, ``nesterov``) in the kernel:
-        the same updates and stopping rules as :func:`nnkit.train.train`, with the
+        the same updates and stopping rules as :func:`nnkit.training.train`, with the
         parameters of each block of inits kept in the cache from the first step to the
-        last. Returns a :class:`nnkit.train.TrainResult` without history."""
-        from ..train import STATUSES, TrainResult
-
+        last."""
         dtype = np.dtype(cfg.dtype)
         R = theta0.shape[0]
         thT, padded = self._to_lanes(theta0, dtype)
@@ -156,20 +161,15 @@ class NumbaKernel(ReferenceKernel):
         steps = np.zeros(padded, dtype=np.int64)
         loss = np.full(padded, np.nan)
         norm = np.full(padded, np.nan)
-        obj = self.objective
+        obj = self.spec
         args = (
             thT, np.ascontiguousarray(np.asarray(X, dtype=dtype)[None]),
             np.ascontiguousarray(np.asarray(y, dtype=dtype)[None]),
             dtype.type(obj.scale(X.shape[0])), self._mask.astype(dtype), obj.l2, obj.l1,
-            cfg.lr, cfg.momentum, ("gd", "momentum", "nesterov").index(cfg.method),
+            cfg.lr, cfg.momentum, FUSED_METHODS.index(cfg.method),
             cfg.max_steps, cfg.grad_tol, cfg.loss_target, cfg.max_loss, R, status, steps, loss, norm,
         )  # fmt: skip
         self._run("train", args, padded // self._lanes)
-        return TrainResult(
-            theta=np.ascontiguousarray(thT[:, :R].T, dtype=np.float64),
-            status=np.asarray(STATUSES)[status[:R] - 1],
-            steps=steps[:R],
-            loss=loss[:R],
-            grad_norm=norm[:R],
-        )
+        theta = np.ascontiguousarray(thT[:, :R].T, dtype=np.float64)
+        return Fused(theta, status[:R], steps[:R], loss[:R], norm[:R])
 

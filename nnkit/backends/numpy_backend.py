@@ -36,8 +36,8 @@ class NumpyBackend(Backend):
         self.device = cpu_device()
         self.xp = array_namespace(np.zeros(0))
 
-    def kernel(self, model, objective):
-        return ReferenceKernel(model, objective, self.xp)
+    def kernel(self, model, spec):
+        return ReferenceKernel(model, spec, self.xp)
 
 
 def probe():

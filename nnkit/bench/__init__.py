@@ -45,7 +45,7 @@ def implementations(backend_names, with_peers: bool) -> tuple[list[str], list[st
     return impls, notes
 
 
-def _worker(args, timeout):
+def run_worker(args, timeout):
     """The JSON line of ``python -m nnkit.bench.worker args``, or ``{"error": why}``."""
     cmd = [sys.executable, "-m", "nnkit.bench.worker", *args]
     try:
@@ -75,7 +75,7 @@ def run_bench(case_list, impls, repeats=3, timeout=1800, echo=print) -> pd.DataF
         for impl in impls:
             echo(f"  {case.name} {impl} ...")
             started = time.perf_counter()
-            out = _worker(["--case", _case_arg(case), "--impl", impl, "--repeats", str(repeats)], timeout)
+            out = run_worker(["--case", _case_arg(case), "--impl", impl, "--repeats", str(repeats)], timeout)
             if "error" in out:
                 echo(f"  {case.name} {impl} failed: {out['error']}")
             rows.append({"case": case.name, "impl": impl, "R": case.R, "n": case.n, "d": case.d,
@@ -117,7 +117,7 @@ def scaling(impl="nnkit-numba", repeats=3, echo=print) -> pd.DataFrame:
     grid += [custom(f"1000,{n},10,10,20") for n in (10, 100, 1_000, 10_000)]
     for case in grid:
         echo(f"  {case.name} {impl} ...")
-        out = _worker(["--case", _case_arg(case), "--impl", impl, "--repeats", str(repeats)], 1800)
+        out = run_worker(["--case", _case_arg(case), "--impl", impl, "--repeats", str(repeats)], 1800)
         rows.append({"impl": impl, "R": case.R, "n": case.n, "d": case.d, "k": case.k,
                      "steps": case.steps, **out})  # fmt: skip
     table = pd.DataFrame(rows)
@@ -139,11 +139,11 @@ def markdown(table: pd.DataFrame, columns=COLUMNS) -> str:
     rule = "|" + "---|" * len(cols)
     body = []
     for _, row in table.iterrows():
-        body.append("| " + " | ".join(_fmt(c, row[c]) for c in cols) + " |")
+        body.append("| " + " | ".join(format_cell(c, row[c]) for c in cols) + " |")
     return "\n".join([head, rule, *body])
 
 
-def _fmt(col, value):
+def format_cell(col, value):
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -166,7 +166,7 @@ def _fmt(col, value):
 def write_table(table: pd.DataFrame, folder, stem: str, header: str, columns=COLUMNS) -> tuple[Path, Path]:
     """``folder/stem.parquet`` and ``folder/stem.md`` (with ``header`` above the table of
     ``columns``)."""
-    from ..storage import write_parquet, write_text
+    from ..runs.store import write_parquet, write_text
 
     folder = Path(folder)
     write_parquet(folder / f"{stem}.parquet", table)

@@ -28,7 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import UserError
-from . import _fmt, _worker, markdown, write_table
+from . import format_cell, markdown, run_worker, write_table
 from .cases import DTYPES, GPU_CASES
 from .peers import NEEDS, ON_GPU
 
@@ -128,7 +128,7 @@ def _cuda_version(number: int) -> str:
 def versions() -> dict:
     """``{distribution: version}`` of :data:`PACKAGES` (and ``cupy-cuda*``, ``jax-cuda*``)
     as installed for this Python, and nnkit's own."""
-    from .. import __version__
+    from ..about import __version__
 
     found = {}
     for dist in importlib.metadata.distributions():
@@ -231,7 +231,7 @@ def _run(case, impl, dtype, repeats, inits, timeout, deadline) -> dict:
         return {"error": "not run: the time allowed for the bench is used up"}
     args = ["--case", case.name, "--impl", impl, "--repeats", str(repeats), "--dtype", dtype,
             "--inits", str(inits), "--head", str(HEAD)]  # fmt: skip
-    return _worker(args, timeout)
+    return run_worker(args, timeout)
 
 
 def _time_left(timeout: float, deadline: float | None) -> float:
@@ -291,11 +291,11 @@ def targets(table: pd.DataFrame) -> list[str]:
     and every loss in agreement."""
     nnkit = table[table["impl"].str.startswith("nnkit-")]
     ahead = [
-        f"{case} {dtype} {_fmt('vs_best_peer', group['vs_best_peer'].max())}"
+        f"{case} {dtype} {format_cell('vs_best_peer', group['vs_best_peer'].max())}"
         for (case, dtype), group in nnkit.groupby(["case", "dtype"], sort=False)
     ]
     wide = nnkit[nnkit["case"] == "B3g"].groupby("dtype", sort=False)["gemm_share"].max()
-    share = [f"{dtype} {_fmt('gemm_share', value)}" for dtype, value in wide.items()]
+    share = [f"{dtype} {format_cell('gemm_share', value)}" for dtype, value in wide.items()]
     agreed = table["loss_agrees"].eq(True).sum()
     return [
         "best nnkit against the best GPU peer (target > 1): " + (", ".join(ahead) or "-"),

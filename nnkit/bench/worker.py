@@ -25,33 +25,29 @@ _RSS_PER_MB = 2.0**20 if sys.platform == "darwin" else 1024.0
 
 
 def nnkit_run(backend_name, dtype="float64"):
-    from nnkit import backends, config
-    from nnkit.config import TrainConfig
-    from nnkit.runner import chunk_size_for
-    from nnkit.layout import Layout
-    from nnkit.model import Model
-    from nnkit.objective import Objective
-    from nnkit.train import train
+    from nnkit import backends
+    from nnkit.core.layout import Layout
+    from nnkit.core.losses import ObjectiveSpec
+    from nnkit.core.model import Model
+    from nnkit.data import Dataset
+    from nnkit.objective import Problem, make_objective
+    from nnkit.study.config import RunConfig
+    from nnkit.training import TrainConfig, chunk_size, train
 
     backend = backends.get(backend_name)
 
     def prepare(case, X, y):
         model = Model(Layout(case.d, (case.k,), (False,)), ("relu",))
-        kernel = backend.kernel(model, Objective())
+        objective = make_objective(Problem(model, ObjectiveSpec(), Dataset(X, y, X[:0], y[:0])), backend)
         cfg = TrainConfig(
             lr=case.lr, max_steps=case.steps, grad_tol=0.0, max_loss=float("inf"), dtype=dtype
         )
         # chunks of inits as `nnkit run` cuts them (default memory budget)
-        exp = config.from_dict({"inits": case.R, "model": {"hidden": [case.k], "bias": False},
-                                "train": {"dtype": dtype}})  # fmt: skip
-        chunk = chunk_size_for(exp, case.n, case.d, backend)
+        chunk = chunk_size(model, cfg, case.R, case.n, backend, RunConfig().memory_mb)
 
         def run(W0, v0):
             theta0 = np.concatenate([W0.reshape(case.R, -1), v0], axis=1)
-            parts = [
-                train(kernel, backend, theta0[a : a + chunk], X, y, cfg).loss
-                for a in range(0, case.R, chunk)
-            ]
+            parts = [train(objective, theta0[a : a + chunk], cfg).loss for a in range(0, case.R, chunk)]
             return np.concatenate(parts)
 
         return run

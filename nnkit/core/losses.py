@@ -1,4 +1,5 @@
-"""Loss functions and regularisers, written once against an array namespace ``xp``.
+"""The ``[objective]`` table: loss functions and regularisers, written once against an
+array namespace ``xp``, each loss with its first and second derivative.
 
 The objective of one network with parameters ``w`` on data ``(x_i, y_i), i < n`` is::
 
@@ -27,8 +28,10 @@ from .activations import sigmoid
 
 
 @dataclass(frozen=True)
-class Objective:
-    """The ``[objective]`` table: loss, conventions and penalties."""
+class ObjectiveSpec:
+    """The ``[objective]`` table: loss, conventions and penalties. It says what the
+    objective is; :class:`nnkit.objective.Objective` evaluates it for a batch of
+    networks on a problem."""
 
     loss: Literal["squared", "logistic"] = "squared"
     reduction: Literal["mean", "sum"] = "mean"
@@ -57,6 +60,16 @@ class Objective:
         m = -y * f
         return s * xp.sum(xp.logaddexp(0.0, m), axis=-1), (-s) * y * sigmoid(xp, m)
 
+    def curvature(self, xp, f, y):
+        """``d^2 (scaled data loss) / df^2`` per sample: ``f (R, n)``, ``y (n,)`` or
+        ``(R, n)`` -> ``(R, n)``: ``2 s`` (squared) or ``s y^2 sigmoid(m) (1 - sigmoid(m))``
+        with ``m = -y f`` (logistic; ``y^2 = 1`` for labels +-1), ``s`` the loss scale."""
+        s = self.scale(f.shape[-1])
+        if self.loss == "squared":
+            return xp.full_like(f, 2.0 * s)
+        p = sigmoid(xp, -y * f)
+        return s * (y * y) * p * (1.0 - p)
+
     def has_penalty(self) -> bool:
         return self.l2 != 0.0 or self.l1 != 0.0
 
@@ -83,7 +96,7 @@ class Objective:
         return (~layout.bias_mask()).astype(float)
 
 
-def prepare_targets(objective: Objective, y: np.ndarray) -> np.ndarray:
+def prepare_targets(objective: ObjectiveSpec, y: np.ndarray) -> np.ndarray:
     """Targets as the loss expects them: logistic labels in {0, 1} become {-1, +1}."""
     y = np.asarray(y, dtype=float)
     if objective.loss != "logistic":

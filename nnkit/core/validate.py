@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 
 def check(obj, section: str, **rules: str) -> None:

@@ -1,4 +1,4 @@
-"""Exact Hessians of the objective for a batch of networks, and what their spectra say.
+"""Exact Hessians of the sampled objective for a batch of networks (the R-operator).
 
 :func:`hvp` applies Pearlmutter's R-operator (forward-over-reverse differentiation) to
 the back-propagation of :class:`~nnkit.backends.reference.ReferenceKernel`: for every
@@ -38,34 +38,12 @@ blocks of basis vectors.
 
 from __future__ import annotations
 
-import numpy as np
 from array_api_compat import array_namespace
 
-from .activations import sigmoid
-from .backends.reference import ReferenceKernel
-
-#: ``a''(z)`` given ``z`` and ``h = a(z)``, per activation name
-SECOND = {
-    "relu": lambda xp, z, h: xp.zeros_like(z),
-    "leaky_relu": lambda xp, z, h: xp.zeros_like(z),
-    "linear": lambda xp, z, h: xp.zeros_like(z),
-    "sigmoid": lambda xp, z, h: h * (1.0 - h) * (1.0 - 2.0 * h),
-    "tanh": lambda xp, z, h: -2.0 * h * (1.0 - h * h),
-    "softplus": lambda xp, z, h: sigmoid(xp, z) * sigmoid(xp, -z),  # s (1 - s)
-}
+from ..backends.reference import ReferenceKernel
 
 #: bytes the ``(R, B, n, width)`` intermediates of one block may take, by default
 MEMORY_BUDGET = 256 * 2**20
-
-
-def loss_curvature(xp, objective, f, y):
-    """``d^2 (scaled data loss) / df^2`` per sample: ``f (R, n)``, ``y (n,) or (R, n)``
-    -> ``(R, n)``."""
-    s = objective.scale(f.shape[-1])
-    if objective.loss == "squared":
-        return xp.full_like(f, 2.0 * s)
-    p = sigmoid(xp, -y * f)
-    return s * (y * y) * p * (1.0 - p)
 
 
 def _blocks(xp, layout, V):
@@ -83,9 +61,9 @@ def _hvp_batch(kernel, xp, theta, V, X, y):
     The ordinary forward/backward quantities have shape ``(R, 1, n, w)`` and broadcast
     against the R-quantities ``(R, B, n, w)``; ``X`` is ``(n, d)`` or ``(R, n, d)``.
     """
-    lay, acts = kernel.layout, kernel._acts
-    Z, H, f = kernel._forward(xp, theta, X)
-    _, g = kernel.objective.data_loss(xp, f, y)
+    lay, acts, spec = kernel.layout, kernel.activations, kernel.spec
+    Z, H, f = kernel.forward(xp, theta, X)
+    _, g = spec.data_loss(xp, f, y)
 
     def ex(a):  # (R, ...) -> (R, 1, ...)
         return a[:, None]
@@ -116,7 +94,7 @@ def _hvp_batch(kernel, xp, theta, V, X, y):
 
     # backward R-pass
     g = ex(g)[..., None]  # (R, 1, n, 1)
-    Rg = (ex(loss_curvature(xp, kernel.objective, f, y)) * Rf)[..., None]  # (R, B, n, 1)
+    Rg = (ex(spec.curvature(xp, f, y)) * Rf)[..., None]  # (R, B, n, 1)
     out = {}
     if lay.output_trained:
         out["W_out"] = xp.sum(Rh[-1] * g + H[-1] * Rg, axis=-2)
@@ -128,7 +106,7 @@ def _hvp_batch(kernel, xp, theta, V, X, y):
         out["b_out"] = xp.sum(Rg[..., 0], axis=-1)
     for l in range(lay.depth, 0, -1):
         dZ = dH * d1[l]
-        RdZ = RdH * d1[l] + dH * SECOND[acts[l].name](xp, Z[l], H[l]) * Rz[l]
+        RdZ = RdH * d1[l] + dH * acts[l].second(xp, Z[l], H[l]) * Rz[l]
         gW = xp.matmul(xp.matrix_transpose(H[l - 1]), RdZ)
         if l > 1:
             gW = gW + xp.matmul(xp.matrix_transpose(Rh[l - 1]), dZ)
@@ -140,19 +118,19 @@ def _hvp_batch(kernel, xp, theta, V, X, y):
             dH, RdH = xp.matmul(dZ, Wt), xp.matmul(RdZ, Wt) + xp.matmul(dZ, VWt)
     lead = tuple(V.shape[:-1])
     HV = xp.concat([xp.reshape(out[b.name], lead + (b.size,)) for b in lay.blocks], axis=-1)
-    if kernel.objective.l2:
-        HV = HV + (2.0 * kernel.objective.l2) * kernel._penalty_mask(xp, theta) * V
+    if spec.l2:
+        HV = HV + (2.0 * spec.l2) * kernel.penalty_mask(xp, theta) * V
     return HV
 
 
-def hvp(model, objective, theta, V, X, y, xp=None):
+def hvp(model, spec, theta, V, X, y, xp=None):
     """Hessian-vector products ``H(theta_r) @ V_r`` of the full objective: ``(R, P)``.
 
     ``theta, V (R, P)``; ``X (n, d)`` shared or ``(R, n, d)`` per network; ``y (n,)`` or
     ``(R, n)``. Exact (R-operator); the L1 penalty contributes 0 (see the module doc).
     """
     xp = xp if xp is not None else array_namespace(theta)
-    kernel = ReferenceKernel(model, objective, xp)
+    kernel = ReferenceKernel(model, spec, xp)
     return _hvp_batch(kernel, xp, theta, V[:, None, :], X, y)[:, 0, :]
 
 
@@ -165,7 +143,7 @@ def default_block(R, n, layout, itemsize=8, budget=MEMORY_BUDGET):
     return int(max(1, min(P, budget // per_direction)))
 
 
-def hessian(model, objective, theta, X, y, xp=None, block=None):
+def hessian(model, spec, theta, X, y, xp=None, block=None):
     """Full Hessians ``(R, P, P)`` of the objective of every network.
 
     Column ``j`` is ``hvp`` with the basis vector ``e_j``; ``block`` basis vectors are
@@ -175,7 +153,7 @@ def hessian(model, objective, theta, X, y, xp=None, block=None):
     it assumes.
     """
     xp = xp if xp is not None else array_namespace(theta)
-    kernel = ReferenceKernel(model, objective, xp)
+    kernel = ReferenceKernel(model, spec, xp)
     R, P = theta.shape
     n = X.shape[-2]
     B = block or default_block(R, n, model.layout, theta.dtype.itemsize)
@@ -186,41 +164,3 @@ def hessian(model, objective, theta, X, y, xp=None, block=None):
         cols.append(xp.matrix_transpose(_hvp_batch(kernel, xp, theta, E, X, y)))
     Hm = xp.concat(cols, axis=-1)
     return 0.5 * (Hm + xp.matrix_transpose(Hm))
-
-
-def spectrum(H):
-    """Eigenvalues ``(R, P)``, ascending, of symmetric ``H (R, P, P)`` (NumPy, on the host)."""
-    H = H.get() if hasattr(H, "get") and not isinstance(H, np.ndarray) else H
-    return np.linalg.eigvalsh(np.asarray(H))
-
-
-def classify(eigs, grad_norm, grad_tol, rel_tol=1e-7):
-    """What each critical point is, from its Hessian spectrum ``eigs (R, P)``.
-
-    Returns arrays of length R: ``eig_min``, ``eig_max``, ``index`` (eigenvalues
-    ``< -tol``), ``nullity`` (``|eig| <= tol``), ``tol`` and ``kind``: "not converged"
-    where ``grad_norm > grad_tol``, else "saddle" (index > 0), "degenerate minimum"
-    (index 0, nullity > 0) or "strict minimum".
-
-    ``tol = rel_tol * max|eig|`` per init is relative because the rounding error of
-    computed eigenvalues is about ``machine eps * ||H||``, and because the Hessian scales
-    with the loss convention (``mean`` vs ``sum``, ``half``) and the data: an absolute
-    cutoff would call the same point degenerate under one convention and not another.
-    """
-    eigs = np.asarray(eigs)
-    grad_norm = np.asarray(grad_norm)
-    tol = rel_tol * np.max(np.abs(eigs), axis=-1)
-    index = np.sum(eigs < -tol[:, None], axis=-1)
-    nullity = np.sum(np.abs(eigs) <= tol[:, None], axis=-1)
-    kind = np.where(
-        index > 0, "saddle", np.where(nullity > 0, "degenerate minimum", "strict minimum")
-    )
-    kind = np.where(grad_norm > grad_tol, "not converged", kind)
-    return {
-        "eig_min": eigs.min(axis=-1),
-        "eig_max": eigs.max(axis=-1),
-        "index": index,
-        "nullity": nullity,
-        "tol": tol,
-        "kind": kind,
-    }

@@ -25,12 +25,36 @@ Updates (``g`` the gradient, ``b`` a per-init buffer starting at zero)::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
-from .seeding import shuffle_rng
+from ..core import validate
+from ..core.seeding import shuffle_rng
+from ..core.stops import Stop, labels
 
-STATUSES = ("converged", "target", "max_steps", "diverged")
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The ``[train]`` table: gradient descent and its stopping rules, applied to each
+    init separately."""
+
+    method: Literal["gd", "momentum", "nesterov", "sgd"] = "gd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    batch_size: int = 32
+    max_steps: int = 1000
+    grad_tol: float = 1e-8
+    loss_target: float = 0.0
+    max_loss: float = 1e10
+    history: int = 0
+    dtype: Literal["float64", "float32"] = "float64"
+
+    def check(self):
+        validate.check(
+            self, "train", lr="> 0", momentum="in [0, 1)", batch_size=">= 1", max_steps=">= 0",
+            grad_tol=">= 0", max_loss="> 0", history=">= 0",
+        )  # fmt: skip
 
 
 @dataclass
@@ -67,40 +91,37 @@ def history_steps(max_steps: int, points: int) -> np.ndarray:
     return np.unique(np.concatenate([[0], steps, [max_steps]]))
 
 
-def train(
-    kernel, backend, theta0, X, y, cfg, *, seed=0, ids=None, on_finish=None, on_step=None
-) -> TrainResult:
-    """Train the networks ``theta0 (R, P)`` (host, float64) on ``X (n, d)``, ``y (n,)``.
+def train(objective, theta0, cfg, *, seed=0, ids=None, on_finish=None, on_step=None) -> TrainResult:
+    """Train the networks ``theta0 (R, P)`` (host, float64) on ``objective`` (a
+    :class:`nnkit.objective.Objective`) by ``cfg`` (a :class:`TrainConfig`).
 
-    ``cfg`` is a :class:`nnkit.config.TrainConfig`. ``ids (R,)`` are the init ids (they
-    pick each init's SGD stream); ``on_finish(k)`` is called when ``k`` more inits stop,
-    ``on_step(t, running)`` before every step with the number of inits still running.
-    A kernel with ``train_fused`` (the ``numba`` backend) runs full-batch training
-    without history in one compiled loop, calling neither back until it is done.
+    ``ids (R,)`` are the init ids (they pick each init's SGD stream); ``on_finish(k)``
+    is called when ``k`` more inits stop, ``on_step(t, running)`` before every step with
+    the number of inits still running. Where the objective's kernel fuses the whole
+    loop (full-batch training without history on the ``numba`` backend and the
+    ``cuda`` backend's small networks), it runs in one compiled call, calling neither
+    back until it is done.
     """
     theta0 = np.asarray(theta0, dtype=np.float64)
     ids = np.arange(theta0.shape[0]) if ids is None else np.asarray(ids)
     # overflow and NaN are expected from diverging inits, which the rules below flag
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        return _train(kernel, backend, theta0, X, y, cfg, seed, ids, on_finish, on_step)
+        if objective.fuses(cfg):
+            fused = objective.train_fused(theta0, cfg)  # the whole loop in one compiled call
+            if on_finish is not None:
+                on_finish(theta0.shape[0])
+            return TrainResult(fused.theta, labels(fused.stop), fused.steps, fused.loss, fused.grad_norm)
+        return _train(objective, theta0, cfg, seed, ids, on_finish, on_step)
 
 
-def _train(kernel, backend, theta0, X, y, cfg, seed, ids, on_finish, on_step):
+def _train(objective, theta0, cfg, seed, ids, on_finish, on_step):
     R, P = theta0.shape
-    fused = getattr(kernel, "train_fused", None)
-    if fused is not None and cfg.method != "sgd" and cfg.history == 0 and np.ndim(X) == 2:
-        result = fused(theta0, X, y, cfg)  # the whole loop in one compiled kernel
-        if on_finish is not None:
-            on_finish(R)
-        return result
+    backend = objective.backend
     xp = backend.xp
     dtype = getattr(xp, cfg.dtype)
-    Xd = backend.asarray(X, dtype)
-    yd = backend.asarray(y, dtype)
-    n = X.shape[0]
 
     out_theta = np.empty_like(theta0)  # every row is written when its init stops
-    status = np.full(R, "max_steps", dtype=object)
+    status = np.full(R, Stop.MAX_STEPS.label, dtype=object)
     steps = np.zeros(R, dtype=np.int64)
     loss_out = np.full(R, np.nan)
     gn_out = np.full(R, np.nan)
@@ -110,7 +131,7 @@ def _train(kernel, backend, theta0, X, y, cfg, seed, ids, on_finish, on_step):
     rows = np.arange(R)  # which rows of the output the working arrays hold
     w = backend.asarray(theta0, dtype)
     buf = xp.zeros_like(w) if cfg.method in ("momentum", "nesterov") else None
-    sgd = _MinibatchStream(ids, seed, n, cfg.batch_size) if cfg.method == "sgd" else None
+    sgd = _MinibatchStream(ids, seed, objective.samples, cfg.batch_size) if cfg.method == "sgd" else None
 
     for t in range(cfg.max_steps + 1):
         if on_step is not None:
@@ -118,7 +139,7 @@ def _train(kernel, backend, theta0, X, y, cfg, seed, ids, on_finish, on_step):
         # SGD applies the stopping rules at epoch ends; history only records
         check = sgd is None or t == cfg.max_steps or t % sgd.per_epoch == 0
         if check or t in log_at:
-            loss, g = kernel.value_and_grad(w, Xd, yd)
+            loss, g = objective.value_and_grad(w)
             loss_h = backend.to_numpy(loss).astype(np.float64)
             gn_h = backend.to_numpy(xp.sqrt(xp.sum(g * g, axis=1))).astype(np.float64)
             if hist is not None and t in log_at:
@@ -131,7 +152,7 @@ def _train(kernel, backend, theta0, X, y, cfg, seed, ids, on_finish, on_step):
                 # all stopping at once (the last step) is common: no gather then
                 stopped = w if done.all() else w[xp.asarray(np.flatnonzero(done))]
                 out_theta[where] = backend.to_numpy(stopped)
-                status[where] = np.asarray(STATUSES)[stop[done] - 1]
+                status[where] = labels(stop[done])
                 steps[where] = t
                 loss_out[where] = loss_h[done]
                 gn_out[where] = gn_h[done]
@@ -148,8 +169,7 @@ def _train(kernel, backend, theta0, X, y, cfg, seed, ids, on_finish, on_step):
                 if rows.size == 0:
                     break
         if sgd is not None:
-            Xb, yb = sgd.batch(X, y, t)
-            _, g = kernel.value_and_grad(w, backend.asarray(Xb, dtype), backend.asarray(yb, dtype))
+            _, g = objective.batch_value_and_grad(w, sgd.rows(t))
         if cfg.method == "momentum":
             buf = cfg.momentum * buf + g
             w = w - cfg.lr * buf
@@ -166,15 +186,15 @@ def _train(kernel, backend, theta0, X, y, cfg, seed, ids, on_finish, on_step):
 
 
 def _stopping(cfg, t, loss, grad_norm):
-    """Per init: 0 to go on, else 1 + the index in :data:`STATUSES` of its status."""
+    """Per init: its :class:`~nnkit.core.stops.Stop` code (``RUNNING`` to go on)."""
     finite = np.isfinite(loss) & np.isfinite(grad_norm)
-    code = np.zeros(loss.size, dtype=np.int8)
+    code = np.full(loss.size, Stop.RUNNING, dtype=np.int8)
     if t == cfg.max_steps:
-        code[:] = 3
-    code[finite & (loss <= cfg.loss_target)] = 2
+        code[:] = Stop.MAX_STEPS
+    code[finite & (loss <= cfg.loss_target)] = Stop.TARGET
     if cfg.grad_tol > 0:
-        code[finite & (grad_norm <= cfg.grad_tol)] = 1
-    code[~finite | (loss > cfg.max_loss)] = 4
+        code[finite & (grad_norm <= cfg.grad_tol)] = Stop.CONVERGED
+    code[~finite | (loss > cfg.max_loss)] = Stop.DIVERGED
     return code
 
 
@@ -195,9 +215,9 @@ class _MinibatchStream:
         if self.perm is not None:
             self.perm = self.perm[keep]
 
-    def batch(self, X, y, t):
+    def rows(self, t):
+        """The samples ``(R, b)`` of step ``t`` of every running init."""
         j = t % self.per_epoch
         if j == 0 or self.perm is None:
             self.perm = np.stack([rng.permutation(self.n) for rng in self.rngs])
-        idx = self.perm[:, j * self.b : (j + 1) * self.b]
-        return X[idx], y[idx]
+        return self.perm[:, j * self.b : (j + 1) * self.b]

@@ -21,12 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from . import activations, data, validate
-from .errors import ConfigError, UserError
-from .init import InitSpec
-from .layout import Layout
-from .model import Model
-from .objective import Objective
+from .. import backends, data
+from ..core import activations, validate
+from ..core.init import InitSpec
+from ..core.layout import Layout
+from ..core.losses import ObjectiveSpec
+from ..core.model import Model
+from ..errors import ConfigError, UserError
+from ..landscape.minima import AnalysisConfig
+from ..training.loop import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -66,33 +69,6 @@ class ModelConfig:
         return value if isinstance(value, tuple) else (value,) * len(self.hidden)
 
 
-#: the ``[objective]`` and ``[init]`` tables are the library's own dataclasses
-ObjectiveConfig = Objective
-InitConfig = InitSpec
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Gradient descent and its stopping rules, applied to each init separately."""
-
-    method: Literal["gd", "momentum", "nesterov", "sgd"] = "gd"
-    lr: float = 0.1
-    momentum: float = 0.9
-    batch_size: int = 32
-    max_steps: int = 1000
-    grad_tol: float = 1e-8
-    loss_target: float = 0.0
-    max_loss: float = 1e10
-    history: int = 0
-    dtype: Literal["float64", "float32"] = "float64"
-
-    def check(self):
-        validate.check(
-            self, "train", lr="> 0", momentum="in [0, 1)", batch_size=">= 1", max_steps=">= 0",
-            grad_tol=">= 0", max_loss="> 0", history=">= 0",
-        )  # fmt: skip
-
-
 @dataclass(frozen=True)
 class RunConfig:
     """How the work is cut: ``chunk_size`` inits at a time (0: as many as fit in
@@ -104,50 +80,11 @@ class RunConfig:
 
     def check(self):
         validate.check(self, "run", chunk_size=">= 0", memory_mb=">= 1")
-        from . import backends
-
-        allowed = ("auto", *backends.REGISTRY)
+        allowed = backends.names()
         if self.backend not in allowed:
             raise ConfigError(
                 f"run.backend = {self.backend!r} is not allowed (expected one of: {', '.join(allowed)})"
             )
-
-
-@dataclass(frozen=True)
-class AnalysisConfig:
-    """Mapping the minima after training (``enabled``; ``nnkit minima RUN`` redoes it).
-
-    ``polish``: drive each final point's gradient norm down to ``grad_tol`` with
-    Levenberg-Marquardt steps on the gradient norm (at most ``polish_steps``;
-    :mod:`nnkit.polish`); points that do not get there, or get there
-    only by moving more than ``polish_radius`` (relative to ``max(1, |theta|)``), are
-    "not converged". Eigenvalues of the Hessian within ``eig_tol`` times the largest one in
-    magnitude count as zero. Two converged minima are one when their losses differ by
-    at most ``loss_tol`` (relative to ``max(1, |loss|)``) and their canonical forms
-    (modulo the network's symmetries) by at most ``distance_tol`` (relative to
-    ``max(1, |theta|)``). A minimum is global when its loss is within ``global_tol`` of
-    ``optimum`` (the known optimal loss, e.g. 0 for a realisable teacher; -inf: unknown,
-    the lowest loss found stands for it); the other minima are spurious.
-    """
-
-    enabled: bool = False
-    polish: bool = True
-    grad_tol: float = 1e-10
-    polish_steps: int = 100
-    polish_radius: float = 0.05
-    eig_tol: float = 1e-7
-    loss_tol: float = 1e-8
-    distance_tol: float = 1e-4
-    global_tol: float = 1e-6
-    optimum: float = -math.inf
-
-    def check(self):
-        validate.check(
-            self, "analysis", grad_tol="> 0", polish_steps=">= 0", polish_radius="> 0", eig_tol=">= 0",
-            loss_tol=">= 0", distance_tol=">= 0", global_tol=">= 0",
-        )  # fmt: skip
-        if self.optimum == math.inf:
-            raise ConfigError("analysis.optimum = inf is not allowed (a number, or -inf for unknown)")
 
 
 @dataclass(frozen=True)
@@ -160,8 +97,8 @@ class Experiment:
     data_kind: str = "teacher_student"
     data: Any = field(default_factory=data.TeacherStudent)
     model: ModelConfig = field(default_factory=ModelConfig)
-    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
-    init: InitConfig = field(default_factory=InitConfig)
+    objective: ObjectiveSpec = field(default_factory=ObjectiveSpec)
+    init: InitSpec = field(default_factory=InitSpec)
     train: TrainConfig = field(default_factory=TrainConfig)
     run: RunConfig = field(default_factory=RunConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
@@ -199,8 +136,8 @@ class Experiment:
 
 _SECTIONS = {
     "model": ModelConfig,
-    "objective": ObjectiveConfig,
-    "init": InitConfig,
+    "objective": ObjectiveSpec,
+    "init": InitSpec,
     "train": TrainConfig,
     "run": RunConfig,
     "analysis": AnalysisConfig,

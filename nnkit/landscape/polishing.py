@@ -40,13 +40,14 @@ class PolishResult:
     converged: np.ndarray
 
 
-def polish(value_and_grad, hessian, theta, grad_tol: float, max_steps: int) -> PolishResult:
+def polish(objective, theta, grad_tol: float, max_steps: int) -> PolishResult:
     """Polish every row of ``theta (R, P)`` until its gradient norm is at most
     ``grad_tol`` or ``max_steps`` tries are spent.
 
-    ``value_and_grad(theta (m, P)) -> (loss (m,), grad (m, P))`` and
-    ``hessian(theta (m, P)) -> (m, P, P)`` evaluate the objective on any subset of rows.
+    ``objective`` (a :class:`nnkit.objective.Objective` on the host) gives the value,
+    gradient and Hessian of any subset of rows, in float64.
     """
+    value_and_grad, hessian = objective.value_and_grad, objective.hessian
     theta = np.array(theta, dtype=np.float64)
     loss, grad = (np.asarray(a, dtype=np.float64) for a in value_and_grad(theta))
     norm = np.linalg.norm(grad, axis=1)

@@ -1,4 +1,4 @@
-"""Symmetries of the networks of a :class:`~nnkit.model.Model`: transformations of the
+"""Symmetries of the networks of a :class:`~nnkit.core.model.Model`: transformations of the
 parameters that leave the network's function unchanged, a canonical representative of
 each orbit, and alignment of networks onto a reference.
 
@@ -7,12 +7,14 @@ Per hidden layer ``l`` with ``k`` units, unit ``j`` has *incoming* weights
 for the last hidden layer). The symmetries handled are, per layer:
 
 * permutations of the units (always allowed);
-* sign flips (negate incoming weights, bias and outgoing weights) for odd activations,
-  ``tanh`` and ``linear``; for ``sigmoid``, since ``sigmoid(-z) = 1 - sigmoid(z)``, a flip
-  also adds the unit's outgoing weights to the next bias (``b_{l+1}``, or ``b_out``), so
-  it needs that bias to exist;
+* sign flips (negate incoming weights, bias and outgoing weights) for odd activations
+  (``Activation.flip == "odd"``: ``tanh``, ``linear``); for ``sigmoid``
+  (``flip == "shift"``), since ``sigmoid(-z) = 1 - sigmoid(z)``, a flip also adds the
+  unit's outgoing weights to the next bias (``b_{l+1}``, or ``b_out``), so it needs
+  that bias to exist;
 * positive rescaling (incoming weights and bias times ``c > 0``, outgoing divided by
-  ``c``) for positively homogeneous activations, ``relu``, ``leaky_relu`` and ``linear``.
+  ``c``) for positively homogeneous activations (``Activation.homogeneous``: ``relu``,
+  ``leaky_relu``, ``linear``).
 
 Flips and rescaling change the outgoing weights, so neither applies to the last hidden
 layer when the output weights are fixed (``layout.output_trained`` False). A linear
@@ -26,29 +28,26 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-_ODD = ("tanh", "linear", "sigmoid")  # sigmoid: odd up to a constant
-_HOMOGENEOUS = ("relu", "leaky_relu", "linear")
-
 
 def _why_no_flip(model, layer) -> str:
     """Why hidden layer ``layer`` (1-based) has no sign flips, or ``""`` if it has."""
-    lay, act = model.layout, model.activations[layer - 1]
+    lay, act = model.layout, model.activation(layer)
     last = layer == lay.depth
-    if act not in _ODD:
-        return f"{act} is not odd"
+    if act.flip is None:
+        return f"{act.name} is not odd"
     if last and not lay.output_trained:
         return "the output weights are fixed"
-    if act == "sigmoid" and not (lay.output_bias if last else lay.bias[layer]):
+    if act.flip == "shift" and not (lay.output_bias if last else lay.bias[layer]):
         nxt = "the output layer" if last else f"layer {layer + 1}"
-        return f"a sigmoid flip shifts the next bias, and {nxt} has no bias"
+        return f"a {act.name} flip shifts the next bias, and {nxt} has no bias"
     return ""
 
 
 def _why_no_scale(model, layer) -> str:
     """Why hidden layer ``layer`` (1-based) has no rescaling, or ``""`` if it has."""
-    lay, act = model.layout, model.activations[layer - 1]
-    if act not in _HOMOGENEOUS:
-        return f"{act} is not positively homogeneous"
+    lay, act = model.layout, model.activation(layer)
+    if not act.homogeneous:
+        return f"{act.name} is not positively homogeneous"
     if layer == lay.depth and not lay.output_trained:
         return "the output weights are fixed"
     return ""
@@ -101,7 +100,7 @@ def _flip(model, t, layer, s):
     """In place: unit ``j`` of row ``r`` flipped where ``s[r, j] = -1``; ``s (R, k)``."""
     lay = model.layout
     out, out_bias = _outgoing(lay, t, layer)
-    if model.activations[layer - 1] == "sigmoid":
+    if model.activation(layer).flip == "shift":
         out_bias += np.sum((s < 0)[:, :, None] * out, axis=1)
     W = lay.weights(t, layer)
     W *= s[:, None, :]

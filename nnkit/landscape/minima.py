@@ -1,11 +1,11 @@
 """Which distinct minima the runs reached, how often, how good: the analysis of a batch
 of final points of one model on one objective.
 
-For every init: polish (:mod:`nnkit.polish`), the exact Hessian and its spectrum
-(:mod:`nnkit.hessian`), the kind of critical point, and a canonical form modulo the
-network's symmetries (:mod:`nnkit.symmetry`). Converged minima are then grouped: two are
-one minimum when their losses and canonical forms agree within the tolerances of
-:class:`nnkit.config.AnalysisConfig`. Greedy grouping in order of loss: each point joins
+For every init: polished and classified by the exact Hessian's spectrum
+(:mod:`.critical`), and a canonical form modulo the network's symmetries
+(:mod:`.symmetry`). Converged minima are then grouped: two are one minimum when their
+losses and canonical forms agree within the tolerances of :class:`AnalysisConfig`
+(the ``[analysis]`` table). Greedy grouping in order of loss: each point joins
 the first group whose representative (its first, lowest-loss member) is close enough,
 else starts a group; a tight tolerance relative to the spread of distinct minima makes
 the order immaterial.
@@ -13,26 +13,56 @@ the order immaterial.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from . import hessian as hess
+from ..core import validate
+from ..errors import ConfigError
 from . import symmetry
-from .polish import polish
+from .critical import certify
 
 MINIMA_KINDS = ("strict minimum", "degenerate minimum")
 
 
-@dataclass
-class Landscape:
-    """The objective of one model as a function of the parameters alone:
-    ``value_and_grad(theta (m, P))`` and ``hessian(theta (m, P)) -> (m, P, P)``."""
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """Mapping the minima after training (``enabled``; ``nnkit minima RUN`` redoes it).
 
-    value_and_grad: object
-    hessian: object
+    ``polish``: drive each final point's gradient norm down to ``grad_tol`` with
+    Levenberg-Marquardt steps on the gradient norm (at most ``polish_steps``;
+    :mod:`nnkit.landscape.polishing`); points that do not get there, or get there
+    only by moving more than ``polish_radius`` (relative to ``max(1, |theta|)``), are
+    "not converged". Eigenvalues of the Hessian within ``eig_tol`` times the largest one in
+    magnitude count as zero. Two converged minima are one when their losses differ by
+    at most ``loss_tol`` (relative to ``max(1, |loss|)``) and their canonical forms
+    (modulo the network's symmetries) by at most ``distance_tol`` (relative to
+    ``max(1, |theta|)``). A minimum is global when its loss is within ``global_tol`` of
+    ``optimum`` (the known optimal loss, e.g. 0 for a realisable teacher; -inf: unknown,
+    the lowest loss found stands for it); the other minima are spurious.
+    """
+
+    enabled: bool = False
+    polish: bool = True
+    grad_tol: float = 1e-10
+    polish_steps: int = 100
+    polish_radius: float = 0.05
+    eig_tol: float = 1e-7
+    loss_tol: float = 1e-8
+    distance_tol: float = 1e-4
+    global_tol: float = 1e-6
+    optimum: float = -math.inf
+
+    def check(self):
+        validate.check(
+            self, "analysis", grad_tol="> 0", polish_steps=">= 0", polish_radius="> 0", eig_tol=">= 0",
+            loss_tol=">= 0", distance_tol=">= 0", global_tol=">= 0",
+        )  # fmt: skip
+        if self.optimum == math.inf:
+            raise ConfigError("analysis.optimum = inf is not allowed (a number, or -inf for unknown)")
 
 
 def wilson(count, total, level: float = 0.95):
@@ -52,48 +82,6 @@ def same_loss(a, b, cfg) -> bool:
     """Whether losses ``a`` and ``b`` are one within ``cfg.loss_tol`` (relative to
     ``max(1, |b|)``)."""
     return abs(a - b) <= cfg.loss_tol * max(1.0, abs(b))
-
-
-def certify(landscape: Landscape, theta, cfg, slice_rows=None):
-    """Polish (if ``cfg.polish``) and classify every row of ``theta (R, P)``.
-
-    Returns ``(theta (R, P), per-init DataFrame, eigenvalues (R, P))``; the frame has
-    ``polished_loss``, ``polished_grad_norm``, ``polish_steps``, ``polish_move`` (the
-    distance polishing moved the point, relative to ``max(1, |theta|)``), ``kind``,
-    ``index``, ``nullity``, ``eig_min``, ``eig_max``. A point that polishing moved by
-    more than ``cfg.polish_radius`` is "not converged": the critical point it reached is
-    not the one training was approaching.
-    """
-    start = np.asarray(theta, dtype=np.float64)
-    step = slice_rows or max(1, start.shape[0])
-    if start.shape[0] > step:  # a slice of inits at a time keeps the Hessians in memory
-        parts = [certify(landscape, start[a : a + step], cfg) for a in range(0, start.shape[0], step)]
-        return (np.concatenate([p[0] for p in parts]),
-                pd.concat([p[1] for p in parts], ignore_index=True),
-                np.concatenate([p[2] for p in parts]))  # fmt: skip
-    if cfg.polish and cfg.polish_steps > 0:
-        res = polish(landscape.value_and_grad, landscape.hessian, start, cfg.grad_tol, cfg.polish_steps)
-        theta, loss, norm, steps = res.theta, res.loss, res.grad_norm, res.steps
-    else:
-        theta = start
-        loss, grad = landscape.value_and_grad(theta)
-        norm, steps = np.linalg.norm(grad, axis=1), np.zeros(theta.shape[0], dtype=np.int64)
-    with np.errstate(invalid="ignore"):
-        moved = np.linalg.norm(theta - start, axis=1) / np.maximum(1.0, np.linalg.norm(start, axis=1))
-    finite = np.isfinite(theta).all(axis=1) & np.isfinite(loss)
-    eigs = np.full(theta.shape, np.nan)
-    if finite.any():
-        eigs[finite] = hess.spectrum(landscape.hessian(theta[finite]))
-    # a critical point far from where training stopped is not where training went
-    certified = finite & (moved <= cfg.polish_radius)
-    kinds = hess.classify(eigs, np.where(certified, norm, np.inf), cfg.grad_tol, cfg.eig_tol)
-    frame = pd.DataFrame({
-        "polished_loss": loss, "polished_grad_norm": norm, "polish_steps": steps,
-        "polish_move": moved,
-        "kind": kinds["kind"], "index": kinds["index"], "nullity": kinds["nullity"],
-        "eig_min": kinds["eig_min"], "eig_max": kinds["eig_max"],
-    })  # fmt: skip
-    return theta, frame, eigs
 
 
 def group(model, theta, loss, is_minimum, cfg, degenerate=None) -> np.ndarray:
@@ -163,10 +151,23 @@ def table(per_init: pd.DataFrame, ids, eigs, test_loss, cfg, inits) -> pd.DataFr
     return out
 
 
-def analyse(landscape: Landscape, model, theta, cfg, inits, test_loss=None, slice_rows=None):
+def rows_per_slice(model, n: int, memory_mb: int) -> int:
+    """Inits analysed at once: their Hessians, eigenvectors and the Hessian's own
+    intermediates must fit in ``memory_mb``."""
+    P = model.size
+    per_init = 8 * (4 * P * P + 4 * n * (sum(model.layout.widths) + 1) * min(P, 64))
+    return max(1, memory_mb * 2**20 // per_init)
+
+
+def analyse(objective, theta, cfg, inits, test_loss=None, slice_rows=None):
     """The whole analysis of one sweep point: ``(theta (R, P) polished, per-init
-    DataFrame with the minimum id, minima DataFrame)``; ``slice_rows`` inits at a time."""
-    theta, per_init, eigs = certify(landscape, theta, cfg, slice_rows)
+    DataFrame with the minimum id, minima DataFrame)``; ``slice_rows`` inits at a time.
+
+    ``objective``: a :class:`nnkit.objective.Objective` on the host (float64);
+    ``test_loss(theta) -> (R,)`` gives the test loss of the polished points, if any.
+    """
+    model = objective.model
+    theta, per_init, eigs = certify(objective, theta, cfg, slice_rows)
     loss = per_init["polished_loss"].to_numpy()
     kinds = per_init["kind"]
     ids = group(model, theta, loss, kinds.isin(MINIMA_KINDS).to_numpy(), cfg,

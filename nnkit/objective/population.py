@@ -56,9 +56,9 @@ import math
 import numpy as np
 from array_api_compat import array_namespace
 
-from .errors import UserError
-from .layout import Layout
-from .objective import Objective
+from ..core.layout import Layout
+from ..core.losses import ObjectiveSpec
+from .base import Objective
 
 _TWO_PI = 2.0 * math.pi
 
@@ -131,16 +131,17 @@ class TeacherStudentPopulation:
         depth 1 with no hidden bias and no output bias.
     V : teacher weights ``(d, k*)``, one teacher unit per column.
     b : teacher output weights ``(k*,)`` (default ones).
-    objective : an :class:`Objective` (squared loss); its ``half`` sets the factor
-        ``c`` and its ``l2``/``l1``/``regularize_bias`` the penalty. Default: none.
+    spec : an :class:`~nnkit.core.losses.ObjectiveSpec` (squared loss); its ``half``
+        sets the factor ``c`` and its ``l2``/``l1``/``regularize_bias`` the penalty.
+        Default: none.
     scale : overrides ``c``.
     xp : array namespace (default: the namespace of ``theta``).
 
-    Methods take ``theta (R, P)``; ``X`` and ``y`` arguments are accepted and ignored,
-    so this object can stand in for a backend kernel in :func:`nnkit.train.train`.
+    Methods take ``theta (R, P)``. :class:`PopulationObjective` is this closed form as
+    the :class:`~nnkit.objective.Objective` of a problem.
     """
 
-    def __init__(self, layout, V, b=None, objective=None, scale=None, xp=None):
+    def __init__(self, layout, V, b=None, spec=None, scale=None, xp=None):
         if not isinstance(layout, Layout):  # a Model
             acts = tuple(layout.activations)
             if acts != ("relu",):
@@ -152,9 +153,9 @@ class TeacherStudentPopulation:
                 f"bias and no output bias, got widths={layout.widths}, bias={layout.bias}, "
                 f"output_bias={layout.output_bias}"
             )
-        objective = Objective() if objective is None else objective
-        if objective.loss != "squared":
-            raise ValueError(f"the population loss is the squared loss, got {objective.loss!r}")
+        spec = ObjectiveSpec() if spec is None else spec
+        if spec.loss != "squared":
+            raise ValueError(f"the population loss is the squared loss, got {spec.loss!r}")
         V = np.asarray(V, dtype=np.float64)
         if V.ndim != 2 or V.shape[0] != layout.d:
             raise ValueError(f"teacher weights V must have shape (d={layout.d}, k*), got {V.shape}")
@@ -162,10 +163,10 @@ class TeacherStudentPopulation:
         if b.shape != (V.shape[1],):
             raise ValueError(f"teacher output weights b need shape ({V.shape[1]},), got {b.shape}")
         self.layout, self.V, self.b = layout, V, b
-        self.objective = objective
-        self.scale = (0.5 if objective.half else 1.0) if scale is None else float(scale)
+        self.spec = spec
+        self.scale = (0.5 if spec.half else 1.0) if scale is None else float(scale)
         self._xp = xp
-        self._mask = objective.penalty_mask(layout)
+        self._mask = spec.penalty_mask(layout)
         self._cache = {}
         KV = _pairs(array_namespace(V), V[None], V[None], 0, same=True)["K"][0]
         self.teacher_norm = float(b @ KV @ b)  #: b^T K(V, V) b = E[y(x)^2]
@@ -208,13 +209,13 @@ class TeacherStudentPopulation:
         return q | {"Ka": Ka, "Tb": Tb, "loss": loss}
 
     def _with_penalty(self, xp, theta, mask, loss, grad=None):
-        if self.objective.has_penalty():
-            pv, pg = self.objective.penalty(xp, theta, mask)
+        if self.spec.has_penalty():
+            pv, pg = self.spec.penalty(xp, theta, mask)
             loss = loss + pv
             grad = None if grad is None else grad + pg
         return loss, grad
 
-    def value(self, theta, X=None, y=None):
+    def value(self, theta):
         """Objective of every student, shape ``(R,)``: ``c E_x[(f - y)^2] + penalty``."""
         xp = self._namespace(theta)
         q = self._quantities(xp, theta, 0)
@@ -232,7 +233,7 @@ class TeacherStudentPopulation:
         gW = xp.reshape(xp.permute_dims(gw, (0, 2, 1)), (R, -1))  # W1 is (d, k) row-major
         return xp.concat([gW, ga], axis=1) if self.layout.output_trained else gW
 
-    def value_and_grad(self, theta, X=None, y=None):
+    def value_and_grad(self, theta):
         """Objective ``(R,)`` and its exact gradient ``(R, P)``."""
         xp = self._namespace(theta)
         q = self._quantities(xp, theta, 1)
@@ -240,7 +241,7 @@ class TeacherStudentPopulation:
         grad = self.scale * self._flat(xp, gw, ga)
         return self._with_penalty(xp, theta, q["mask"], self.scale * q["loss"], grad)
 
-    def hessian(self, theta, X=None, y=None):
+    def hessian(self, theta):
         """Exact Hessian of the objective, ``(R, P, P)`` (L1 contributes 0 a.e.)."""
         xp = self._namespace(theta)
         q = self._quantities(xp, theta, 2)
@@ -274,9 +275,9 @@ class TeacherStudentPopulation:
             bottom = xp.concat([xp.permute_dims(Hwa, (0, 2, 1)), Haa], axis=2)
             H = xp.concat([top, bottom], axis=1)
         H = self.scale * H
-        if self.objective.l2:
+        if self.spec.l2:
             diag = q["mask"][:, None] * xp.eye(H.shape[-1], dtype=H.dtype)
-            H = H + (2.0 * self.objective.l2) * diag
+            H = H + (2.0 * self.spec.l2) * diag
         return H
 
     def predict(self, theta, X):
@@ -298,24 +299,23 @@ class TeacherStudentPopulation:
         return np.maximum(X @ self.V, 0.0) @ self.b
 
 
-def population_for(exp, model, ds) -> TeacherStudentPopulation:
-    """The population objective of a ``teacher_student`` experiment with
-    ``data.population = true``: the dataset's teacher, the experiment's objective."""
-    if exp.train.method == "sgd":
-        raise UserError("data.population = true trains on the exact loss: there are no "
-                        "minibatches (use train.method = 'gd', 'momentum' or 'nesterov')")
-    if len(exp.model.hidden) != 1:
-        raise UserError(
-            f"data.population = true needs one hidden layer (model.hidden = [k]), got {list(exp.model.hidden)}"
-        )
-    if exp.model.per_layer("activation") != ("relu",):
-        raise UserError(
-            "data.population = true needs a one-hidden-layer ReLU student "
-            f"(model.activation = 'relu', model.hidden = [k]), got {list(exp.model.per_layer('activation'))}"
-        )
-    try:
-        return TeacherStudentPopulation(
-            model.layout, ds.info["teacher_W"], ds.info["teacher_a"], objective=exp.objective
-        )
-    except ValueError as exc:
-        raise UserError(f"data.population = true: {exc}") from None
+class PopulationObjective(Objective):
+    """The exact population loss of a problem with a teacher (:class:`Teacher`), on the
+    host with NumPy: the closed form above, batched over the rows of ``theta``."""
+
+    def __init__(self, problem, backend):
+        super().__init__(problem, backend)
+        teacher = problem.teacher
+        self.closed_form = TeacherStudentPopulation(problem.model, teacher.V, teacher.b, problem.spec)
+
+    def value_and_grad(self, theta):
+        return self.closed_form.value_and_grad(theta)
+
+    def value(self, theta):
+        return self.closed_form.value(theta)
+
+    def hessian(self, theta):
+        return self.closed_form.hessian(theta)
+
+    def predict(self, theta, X):
+        return self.closed_form.predict(theta, self.backend.asarray(X, theta.dtype))

@@ -1,42 +1,20 @@
-"""Data sets: seeded generators and the user's own CSV or Parquet files.
+"""Seeded generators: teacher-student, XOR, sine regression, Gaussian blobs.
 
 Each kind is a frozen dataclass of its options (the keys of ``[data]`` besides
-``kind``) and a function ``make(options, rng) -> Dataset``. Every generator draws only
-from the ``rng`` it is given, which the runner derives from the experiment seed.
+``kind``) and a function ``make(options, rng) -> Dataset`` that draws only from the
+``rng`` it is given (the pipeline derives it from the experiment seed).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
-from . import activations, validate
-from .errors import UserError
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """Train and test data: ``X (n, d)``, ``y (n,)``, ``X_test (m, d)``, ``y_test (m,)``.
-
-    ``info`` holds what a generator knows besides the samples (a teacher's weights...).
-    """
-
-    X: np.ndarray
-    y: np.ndarray
-    X_test: np.ndarray
-    y_test: np.ndarray
-    info: dict = field(default_factory=dict)
-
-    @property
-    def n(self) -> int:
-        return self.X.shape[0]
-
-    @property
-    def d(self) -> int:
-        return self.X.shape[1]
+from ..core import activations, validate
+from ..errors import UserError
+from .dataset import Dataset
 
 
 @dataclass(frozen=True)
@@ -77,7 +55,7 @@ class TeacherStudent:
             )
 
 
-def _teacher_student(o: TeacherStudent, rng) -> Dataset:
+def teacher_student(o: TeacherStudent, rng) -> Dataset:
     if o.teacher_weights == "orthonormal":
         q, _ = np.linalg.qr(rng.standard_normal((o.d, o.d)))
         W = q[:, : o.teacher_width]
@@ -113,7 +91,7 @@ class Xor:
         validate.check(self, "data", repeat="> 0", noise=">= 0")
 
 
-def _xor(o: Xor, rng) -> Dataset:
+def xor(o: Xor, rng) -> Dataset:
     corners = np.array([[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]])
     label = np.array([0.0, 1.0, 1.0, 0.0])
     if o.labels == "pm1":
@@ -142,7 +120,7 @@ class Sine:
             raise UserError(f"data.high = {self.high} must be above data.low = {self.low}")
 
 
-def _sine(o: Sine, rng) -> Dataset:
+def sine(o: Sine, rng) -> Dataset:
     def sample(m):
         x = rng.uniform(o.low, o.high, size=(m, 1))
         return x, np.sin(o.frequency * x[:, 0]) + o.noise * rng.standard_normal(m)
@@ -169,7 +147,7 @@ class Blobs:
         )
 
 
-def _blobs(o: Blobs, rng) -> Dataset:
+def blobs(o: Blobs, rng) -> Dataset:
     u = rng.standard_normal(o.d)
     u /= np.linalg.norm(u)
 
@@ -183,93 +161,10 @@ def _blobs(o: Blobs, rng) -> Dataset:
     return Dataset(X, y, X_test, y_test, {"direction": u})
 
 
-@dataclass(frozen=True)
-class File:
-    """The user's own CSV or Parquet file: ``target`` is the label column, ``features``
-    the input columns (all others when empty). A random ``test_fraction`` of the rows is
-    held out; ``standardize`` rescales every feature to mean 0 and standard deviation 1
-    using the training rows only. A relative ``path`` is taken from the experiment
-    file's folder."""
-
-    path: str = ""
-    target: str = ""
-    features: tuple[str, ...] = ()
-    test_fraction: float = 0.2
-    standardize: bool = True
-
-    def check(self):
-        if not self.path:
-            raise UserError("data.path is required for kind = 'file'")
-        if not self.target:
-            raise UserError("data.target is required for kind = 'file' (the label column)")
-        validate.check(self, "data", test_fraction="in [0, 1)")
-
-
-def read_table(path: Path):
-    """A CSV (``.csv``, ``.csv.gz``, ``.tsv``) or Parquet (``.parquet``, ``.pq``) file."""
-    import pandas as pd
-
-    name = path.name.lower()
-    if not path.is_file():
-        raise UserError(f"data file not found: {path}")
-    try:
-        if name.endswith((".parquet", ".pq")):
-            return pd.read_parquet(path)
-        if name.endswith(".tsv"):
-            return pd.read_csv(path, sep="\t")
-        if name.endswith((".csv", ".csv.gz", ".txt")):
-            return pd.read_csv(path)
-    except Exception as exc:  # a malformed file is the user's to fix
-        raise UserError(f"cannot read data file {path}: {exc}") from None
-    raise UserError(f"data file {path} is neither CSV (.csv, .tsv) nor Parquet (.parquet)")
-
-
-def _file(o: File, rng) -> Dataset:
-    frame = read_table(Path(o.path))
-    if o.target not in frame.columns:
-        raise UserError(
-            f"data.target = {o.target!r} is not a column of {o.path} "
-            f"(columns: {', '.join(map(str, frame.columns))})"
-        )
-    features = list(o.features) or [c for c in frame.columns if c != o.target]
-    if not features:
-        raise UserError(f"data file {o.path} has no feature columns besides {o.target!r}")
-    missing = [c for c in features if c not in frame.columns]
-    if missing:
-        raise UserError(f"data.features not in {o.path}: {', '.join(missing)}")
-    try:
-        X = frame[features].to_numpy(dtype=float)
-        y = frame[o.target].to_numpy(dtype=float)
-    except (TypeError, ValueError) as exc:
-        raise UserError(f"data in {o.path} must be numeric: {exc}") from None
-    if not (np.isfinite(X).all() and np.isfinite(y).all()):
-        raise UserError(f"data in {o.path} has missing or non-finite values")
-    order = rng.permutation(len(y))
-    n_test = int(round(o.test_fraction * len(y)))
-    test, train = order[:n_test], order[n_test:]
-    if train.size == 0:
-        raise UserError(f"data file {o.path} has no rows left for training")
-    X_train, X_test = X[train], X[test]
-    info = {"features": features}
-    if o.standardize:
-        mean, std = X_train.mean(axis=0), X_train.std(axis=0)
-        std[std == 0] = 1.0
-        X_train, X_test = (X_train - mean) / std, (X_test - mean) / std
-        info.update(mean=mean, std=std)
-    return Dataset(X_train, y[train], X_test, y[test], info)
-
-
 #: kind -> (options dataclass, generator)
 KINDS = {
-    "teacher_student": (TeacherStudent, _teacher_student),
-    "xor": (Xor, _xor),
-    "sine": (Sine, _sine),
-    "blobs": (Blobs, _blobs),
-    "file": (File, _file),
+    "teacher_student": (TeacherStudent, teacher_student),
+    "xor": (Xor, xor),
+    "sine": (Sine, sine),
+    "blobs": (Blobs, blobs),
 }
-
-
-def make_dataset(kind: str, options, rng: np.random.Generator) -> Dataset:
-    """The data set of ``kind`` with ``options`` (its dataclass), drawn from ``rng``."""
-    return KINDS[kind][1](options, rng)
-

@@ -1,0 +1,65 @@
+"""What ``nnkit bench`` does with its options: pick the cases and implementations, time
+them, print and write the tables."""
+
+from __future__ import annotations
+
+import platform
+import time
+from pathlib import Path
+
+from ..backends.numpy_backend import cpu_device
+from ..errors import UserError
+from . import CASES, custom, implementations, markdown, run_bench, scaling, write_table
+
+
+def bench(case_names, customs, backend_list, peers, repeats, scaling_too, gpu, results_dir, command,
+          echo=print, echo_err=print) -> None:  # fmt: skip
+    """``nnkit bench`` (see its ``--help``): tables on ``echo``, progress on ``echo_err``."""
+    if gpu:
+        from . import gpu as bg
+
+        if customs or scaling_too:
+            raise UserError("--gpu times the GPU cases only: --custom and --scaling are for the CPU bench")
+        cases, names = bg.selection(case_names, backend_list)
+        table, paths = bg.bench(cases, names, peers, repeats, Path(results_dir) / "gpu", command, echo=echo_err)
+        echo(markdown(table, bg.COLUMNS))
+        for line in bg.targets(table):
+            echo(line)
+        for path in paths:
+            echo_err(str(path))
+        return
+    cases = []
+    for name in case_names or (() if customs else tuple(CASES)):
+        if name not in CASES:
+            raise UserError(f"unknown case {name!r} (expected one of {', '.join(CASES)})")
+        cases.append(CASES[name])
+    for spec in customs:
+        try:
+            cases.append(custom(spec))
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+    names = [b.strip() for b in (backend_list or "numba").split(",") if b.strip()]
+    impls, notes = implementations(names, peers)
+    for note in notes:
+        echo_err(f"skipped {note}")
+    if not impls:
+        raise UserError("nothing to time: no usable backend or peer")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    machine = f"{cpu_device()}, {platform.system()} {platform.machine()}, Python {platform.python_version()}"
+    table = run_bench(cases, impls, repeats=repeats, echo=echo_err)
+    header = (f"# nnkit bench, {time.strftime('%Y-%m-%d')}\n\nMachine: {machine}. "
+              f"float64 GEMM rate measured in the same run: {table['gemm_gflops'].iloc[0]:.1f} GFLOP/s. "
+              f"Command: `{command}`. Medians of {repeats} runs after a warm-up, "
+              f"each implementation in its own process.")  # fmt: skip
+    paths = list(write_table(table, Path(results_dir) / "bench", f"bench-{stamp}", header))
+    echo(markdown(table))
+    if scaling_too:
+        grow = scaling(impls[0], repeats=repeats, echo=echo_err)
+        cols = {"R": "R", "n": "n", "init_steps_per_s": "init-steps/s",
+                "us_per_init_step": "us per init-step", "peak_rss_mb": "peak MB"}  # fmt: skip
+        grow_paths = write_table(grow, Path(results_dir) / "bench", f"scaling-{stamp}",
+                                 header.replace("# nnkit bench", "# nnkit bench --scaling"))  # fmt: skip
+        echo(markdown(grow, cols))
+        paths += grow_paths
+    for path in paths:
+        echo_err(str(path))

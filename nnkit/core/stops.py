@@ -1,0 +1,38 @@
+"""Why an init stopped training, as one set of codes shared by the trainer and every
+fused kernel (the generated Numba kernels and the CUDA kernels write these numbers).
+
+The rules, applied to each init at every step after its objective and gradient are
+evaluated, in increasing precedence: ``MAX_STEPS`` at the last step, ``TARGET`` when the
+loss is at most the target, ``CONVERGED`` when the gradient norm is at most the
+tolerance, ``DIVERGED`` when a value is not finite or the loss exceeds the bound.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+import numpy as np
+
+
+class Stop(IntEnum):
+    """Status codes; 0 while an init is still running."""
+
+    RUNNING = 0
+    CONVERGED = 1
+    TARGET = 2
+    MAX_STEPS = 3
+    DIVERGED = 4
+
+    @property
+    def label(self) -> str:
+        """The status as ``runs.parquet`` stores it: ``converged``, ``max_steps``, ..."""
+        return self.name.lower()
+
+
+#: the status labels of stopped inits, in code order (code ``c`` is ``STATUSES[c - 1]``)
+STATUSES = tuple(code.label for code in Stop if code is not Stop.RUNNING)
+
+
+def labels(codes) -> np.ndarray:
+    """Status labels ``(R,)`` of the stop codes ``codes (R,)`` (none may be RUNNING)."""
+    return np.asarray(STATUSES)[np.asarray(codes, dtype=np.int64) - 1]

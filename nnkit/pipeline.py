@@ -1,0 +1,229 @@
+"""The stages of a study, in order: train every init of every sweep point into a run
+folder, map the minima of the finished run, draw its figures. This module is the one
+place that sequences them; each stage is a function of the layers below it.
+
+``nnkit run`` calls :func:`run_experiment` (which analyses when the experiment's
+``[analysis]`` has ``enabled = true``), ``nnkit minima RUN`` calls :func:`analyse_run`,
+``nnkit plot RUN`` calls :func:`write_figures`.
+
+The analysis writes
+
+* ``minima.parquet``: one row per distinct minimum and sweep point;
+* ``runs.parquet``: gains per init ``minimum`` (id, -1 for no converged minimum),
+  ``kind``, ``index``, ``nullity``, ``eig_min``, ``eig_max``, ``polished_loss``,
+  ``polished_grad_norm``, ``polished_test_loss``, ``polish_steps``, ``polish_move``;
+* ``params/point-NNN-polished.npy``: the polished points;
+* ``analysis.json``: the settings used (one set per point when a sweep varies them)
+  and the time taken;
+* ``figures/``: among them the minima by loss level and the Hessian spectra.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import backends, study
+from .errors import UserError
+from .landscape.minima import analyse, rows_per_slice
+from .objective import make_objective
+from .report import figures
+from .runs import executor
+from .runs.results import Run, load
+from .runs.store import RunFolder, find_resumable, new_run_id, write_figure, write_json, write_npy, write_parquet
+from .study import config
+from .training import evaluate
+
+log = logging.getLogger("nnkit")
+
+#: the per-init columns the analysis adds to runs.parquet
+ANALYSIS_COLUMNS = (
+    "minimum", "kind", "index", "nullity", "eig_min", "eig_max", "polished_loss",
+    "polished_grad_norm", "polished_test_loss", "polish_steps", "polish_move",
+)  # fmt: skip
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run: ``run_dir`` holds what was finished (``stage`` is
+    ``"training"``, whose finished chunks are kept, or ``"analysis"``, whose training
+    is finished and saved)."""
+
+    def __init__(self, run_dir, stage: str):
+        super().__init__(str(run_dir))
+        self.run_dir = Path(run_dir)
+        self.stage = stage
+
+
+def run_experiment(
+    experiment: config.Experiment,
+    *,
+    results_dir="results",
+    backend: str | None = None,
+    run_id: str | None = None,
+    resume: bool = False,
+    progress: bool | None = None,
+) -> Path:
+    """Train every init of every sweep point of ``experiment``; return the run folder.
+
+    ``backend`` overrides ``experiment.run.backend``. With ``resume`` the run ``run_id``
+    (default: the newest unfinished run of this experiment) is continued. When the
+    experiment's ``[analysis]`` is enabled, the minima are mapped afterwards.
+    """
+    if run_id is not None:
+        config.check_plain_name(run_id, "run id")
+    results_dir = Path(results_dir)
+    if results_dir.exists() and not results_dir.is_dir():
+        raise UserError(f"results folder {results_dir} is a file, not a folder")
+    root = results_dir / experiment.name
+    if resume:
+        folder = find_resumable(root, run_id)
+        _check_same(folder, experiment)
+        meta = folder.read_meta()
+    else:
+        folder = RunFolder(root / (run_id or new_run_id()))
+        if folder.path.exists():
+            raise UserError(f"{folder.path} exists already (use --resume to continue a run)")
+        meta = None
+
+    points = config.expand_sweep(experiment)
+    be = _backend(backend or experiment.run.backend, points)
+    problems = study.problems(points)  # every point's data made and checked before any write
+    tasks = [study.task(exp) for _, exp in points]
+    created = meta is None
+    if created:
+        meta = executor.initial_meta(experiment, be, points)
+        folder.write_config(experiment.to_dict())
+        folder.write_meta(meta)
+    session = {"backend": be.name, "device": be.device, "started": executor.now()}
+    meta.setdefault("sessions", []).append(session)
+
+    started = time.perf_counter()
+    try:
+        executor.train_points(folder, meta, points, problems, tasks, be, progress)
+    except UserError:
+        if created and not folder.chunks.exists():
+            folder.remove()  # a bad input leaves no empty run
+        raise
+    except KeyboardInterrupt:
+        raise Interrupted(folder.path, "training") from None
+    finally:
+        session["seconds"] = round(time.perf_counter() - started, 3)
+        session["compile_seconds"] = round(be.compile_seconds, 3)
+        if folder.path.exists():
+            folder.write_meta(meta)
+    folder.gather(len(points), executor.RUN_COLUMNS)
+    meta["finished"] = executor.now()
+    meta["train_seconds"] = round(sum(s.get("seconds", 0.0) for s in meta["sessions"]), 3)
+    folder.write_meta(meta)
+    if experiment.analysis.enabled:
+        try:
+            analyse_run(load(folder.path))
+        except KeyboardInterrupt:
+            raise Interrupted(folder.path, "analysis") from None
+    return folder.path
+
+
+def _backend(name: str, points) -> backends.Backend:
+    """The backend of the run; an exact population loss trains on NumPy whatever was
+    asked (:func:`nnkit.objective.make_objective`), so a run of population points only
+    is a NumPy run, and asking for another backend for it earns a warning."""
+    population = [bool(getattr(exp.data, "population", False)) for _, exp in points]
+    if any(population) and name not in ("auto", "numpy"):
+        log.warning("the exact population loss (data.population = true) is computed with NumPy: "
+                    "its points train on the numpy backend, not on %s", name)  # fmt: skip
+    return backends.get("numpy" if all(population) else name)
+
+
+def _check_same(folder: RunFolder, experiment: config.Experiment) -> None:
+    """A run may be continued only with the experiment it was started with (how the
+    work runs and what is analysed afterwards may change)."""
+    try:
+        stored = folder.read_config()
+    except (OSError, ValueError):
+        raise UserError(f"cannot resume {folder.path}: its config.json is missing or damaged") from None
+    try:  # a config stored by an older nnkit lacks keys added since: fill in their defaults
+        stored = config.from_dict(stored, experiment.name).to_dict()
+    except UserError:
+        pass
+    current = experiment.to_dict()
+    for d in (stored, current):
+        d.pop("run", None)
+        d.pop("analysis", None)
+    if stored != current:
+        a, b = config.flatten(stored), config.flatten(current)
+        diff = sorted(key for key in set(a) | set(b) if a.get(key) != b.get(key))
+        raise UserError(
+            f"cannot resume {folder.path}: the experiment differs from the stored one in "
+            f"{', '.join(diff)}"
+        )
+    if folder.is_finished():
+        raise UserError(f"run {folder.path} is already finished")
+
+
+def analyse_run(run: Run, overrides=()) -> pd.DataFrame:
+    """Map the minima of the finished run ``run`` with its ``[analysis]`` settings
+    changed by ``overrides`` (``analysis.KEY=VALUE``); swept ``analysis.*`` keys apply
+    to their own points. Writes the tables and figures; returns the minima table."""
+    raw = copy.deepcopy(run.config)
+    for item in overrides:
+        if not item.split("=", 1)[0].strip().startswith("analysis."):
+            raise UserError(f"--set {item}: only analysis.* settings can change on a finished run")
+        config.apply_override(raw, item)
+    exp = config.from_dict(raw)
+    points = config.expand_sweep(exp)
+    problems = study.problems(points)
+    host = backends.get("numpy")  # polishing and Hessians: float64 on the CPU
+    runs = run.runs.drop(columns=[c for c in ANALYSIS_COLUMNS if c in run.runs.columns])
+    started = time.perf_counter()
+    per_point, tables, settings = [], [], []
+    with np.errstate(all="ignore"):  # diverged inits are expected, and flagged
+        for p, ((_, point_exp), problem) in enumerate(zip(points, problems)):
+            rows = runs.index[runs["point"] == p]
+            objective = make_objective(problem, host)
+            cfg = point_exp.analysis
+            t0 = time.perf_counter()
+            theta, per_init, minima = analyse(
+                objective, run.params(p), cfg, runs.loc[rows, "init"].to_numpy(),
+                lambda th: evaluate(objective, th, memory_mb=point_exp.run.memory_mb, splits=("test",))["test_loss"],
+                rows_per_slice(problem.model, problem.data.n, point_exp.run.memory_mb),
+            )  # fmt: skip
+            per_init.index = rows
+            per_point.append(per_init)
+            write_npy(run.folder.params_file(p, polished=True), theta)
+            for i, key in enumerate(run.sweep_keys):
+                minima.insert(i, key, runs.loc[rows[0], key])
+            minima.insert(0, "point", p)
+            tables.append(minima)
+            settings.append(dataclasses.asdict(cfg))
+            log.info("point %d: %d minima from %d inits (%.1f s)", p, len(minima), len(rows),
+                     time.perf_counter() - t0)  # fmt: skip
+    runs = runs.join(pd.concat(per_point)[list(ANALYSIS_COLUMNS)])
+    minima = pd.concat(tables, ignore_index=True)
+    write_parquet(run.folder.minima_file, minima)
+    write_parquet(run.folder.runs_file, runs)
+    write_json(run.folder.analysis_file, {
+        "settings": settings[0] if all(s == settings[0] for s in settings) else settings,
+        "seconds": round(time.perf_counter() - started, 3),
+    })  # fmt: skip
+    run.reload()  # the tables read before are stale now
+    write_figures(run)  # the final-loss histogram, the minima and their spectra among them
+    return minima
+
+
+def write_figures(run: Run) -> list[Path]:
+    """Every figure of ``run`` into ``RUN/figures/``; a figure that no longer applies
+    (no minima after a new analysis) is removed. Returns the files written."""
+    written = []
+    for name, figure in figures.figures(run).items():
+        path = run.folder.figures / name
+        if figure is None:
+            path.unlink(missing_ok=True)
+            continue
+        written.append(write_figure(path, figure))
+    return written

@@ -1,0 +1,57 @@
+"""The tables ``nnkit show`` prints, from the tables of a run: pure functions of
+DataFrames, so that the terminal, a notebook and a report show the same numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..core.stops import STATUSES
+from ..landscape.minima import wilson
+
+
+def training(runs: pd.DataFrame, sweep_keys) -> pd.DataFrame:
+    """Per sweep point: the swept values, status counts, and quantiles of the final
+    and test loss over the inits that did not diverge."""
+    rows = []
+    for p, group in runs.groupby("point", sort=True):
+        row = {"point": p, **{c: group[c].iloc[0] for c in sweep_keys}, "inits": len(group)}
+        for s in STATUSES:
+            row[s] = int((group["status"] == s).sum())
+        ok = group[group["status"] != "diverged"]
+        for q, name in ((0.0, "loss_min"), (0.5, "loss_median"), (1.0, "loss_max")):
+            row[name] = ok["loss"].quantile(q) if len(ok) else np.nan
+        row["test_loss_median"] = ok["test_loss"].median() if len(ok) else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def landing(runs: pd.DataFrame, minima: pd.DataFrame, sweep_keys) -> pd.DataFrame:
+    """Per sweep point, where the inits ended: at a global minimum, at a spurious one,
+    at a saddle, or not converged; the fraction at spurious minima with its 95% Wilson
+    interval, and how many distinct spurious minima (and loss levels) there are."""
+    spurious = minima.set_index(["point", "minimum"])["spurious"]
+    rows = []
+    for p, group in runs.groupby("point", sort=True):
+        ids = group["minimum"].to_numpy()
+        is_spurious = np.array([bool(spurious.get((p, i), False)) for i in ids])
+        at_min = ids >= 0
+        found = minima[(minima["point"] == p) & minima["spurious"]]
+        low, high = wilson(is_spurious.sum(), len(group))
+        rows.append({
+            "point": p, **{key: group[key].iloc[0] for key in sweep_keys}, "inits": len(group),
+            "global": int((at_min & ~is_spurious).sum()), "spurious": int(is_spurious.sum()),
+            "saddle": int((group["kind"] == "saddle").sum()),
+            "not_converged": int((group["kind"] == "not converged").sum()),
+            "spurious_fraction": is_spurious.mean(), "spurious_low": float(low), "spurious_high": float(high),
+            "spurious_minima": len(found), "spurious_levels": found["level"].nunique(),
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def top_minima(minima: pd.DataFrame, sweep_keys, top: int = 10) -> pd.DataFrame:
+    """The minima table as ``nnkit show`` prints it: per point the ``top`` most frequent."""
+    cols = ["point", *sweep_keys, "minimum", "level", "loss", "test_loss", "count", "fraction",
+            "fraction_low", "fraction_high", "kind", "nullity", "eig_min", "spurious"]  # fmt: skip
+    shown = minima.sort_values(["point", "count"], ascending=[True, False])
+    return shown.groupby("point", sort=True).head(top)[[c for c in cols if c in minima.columns]]

@@ -1,0 +1,164 @@
+"""The training stage of a run: every chunk of inits of every sweep point, trained by
+the pure chunk function (:func:`nnkit.training.train_chunk`) and written to the run folder
+as it finishes, with a progress bar. A chunk already in the folder (an interrupted run
+continued) is skipped.
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import time
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import backends
+from ..about import __version__
+from ..objective import make_objective
+from ..training import chunk_size, train_chunk
+from .store import RunFolder
+
+#: column order of runs.parquet (sweep keys come right after ``point``)
+RUN_COLUMNS = (
+    "point", "init", "seed", "status", "steps", "loss", "grad_norm",
+    "train_loss", "test_loss", "train_error", "test_error", "chunk", "chunk_time_s",
+)  # fmt: skip
+
+#: the libraries whose versions every run records, besides the backends' own
+_LIBRARIES = ("numpy", "pandas", "pyarrow", "scipy")
+
+
+def train_points(folder: RunFolder, meta: dict, points, problems, tasks, backend, progress=None) -> None:
+    """Train every chunk of every sweep point that the folder does not hold yet.
+
+    ``points`` are the sweep's ``(values, experiment)``, ``problems`` and ``tasks`` one
+    per point. ``meta["chunk_sizes"][p]`` is fixed (and saved) when point ``p`` first
+    starts, so a continued run cuts its chunks alike.
+    """
+    cells = sweep_cells([values for values, _ in points])
+    with progress_bar(meta["inits"], progress) as bar:
+        for p, ((_, exp), problem, task) in enumerate(zip(points, problems, tasks)):
+            objective = make_objective(problem, backend)
+            chunk = meta["chunk_sizes"][p]
+            if chunk is None:
+                chunk = exp.run.chunk_size or chunk_size(
+                    problem.model, exp.train, exp.inits, problem.data.n, objective.backend, exp.run.memory_mb
+                )  # fmt: skip
+                chunk = meta["chunk_sizes"][p] = min(chunk, exp.inits)
+                folder.write_meta(meta)
+            for c, first in enumerate(range(0, exp.inits, chunk)):
+                ids = np.arange(first, min(first + chunk, exp.inits))
+                if folder.has_chunk(p, c):
+                    bar.update(ids.size)
+                    continue
+                note = _StepNote(bar, f"point {p} chunk {c}", exp.train.max_steps)
+                done = train_chunk(objective, task, ids, on_finish=bar.update, on_step=note)
+                table = pd.DataFrame({"point": p, **cells[p], **done.columns,
+                                      "chunk": c, "chunk_time_s": done.seconds})  # fmt: skip
+                history = None if done.history is None else pd.DataFrame({"point": p, **done.history})
+                folder.write_chunk(p, c, done.theta, table, history)
+
+
+def sweep_cells(values: list[dict]) -> list[dict]:
+    """Each point's sweep values as Parquet cells, one type per column: a key whose
+    values hold lists or mix types (numbers aside) is stored as text."""
+    keys = list(values[0]) if values else []
+    as_text = {}
+    for key in keys:
+        kinds = {float if type(v[key]) is int else type(v[key]) for v in values}
+        as_text[key] = len(kinds) > 1 or tuple in kinds
+
+    def cell(key, value):
+        if not as_text[key]:
+            return value
+        return str(list(value)) if isinstance(value, tuple) else str(value)
+
+    return [{key: cell(key, v) for key, v in point.items()} for point in values]
+
+
+def initial_meta(experiment, backend, points) -> dict:
+    """``meta.json`` of a new run: provenance, sizes, and no chunk size fixed yet."""
+    return {
+        "experiment": experiment.name,
+        "created": now(),
+        "finished": None,
+        "backend": backend.name,
+        "device": backend.device,
+        "dtype": experiment.train.dtype,
+        "points": len(points),
+        "inits": sum(exp.inits for _, exp in points),
+        "sweep_keys": [key for key, _ in experiment.sweep],
+        "chunk_sizes": [None] * len(points),
+        "versions": versions(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "git_commit": _git_commit(),
+    }
+
+
+def versions() -> dict:
+    """Versions of nnkit and of the libraries and backend packages installed here."""
+    out = {"nnkit": __version__}
+    for name in (*_LIBRARIES, *backends.packages()):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def _git_commit() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        result = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+class _StepNote:
+    """Shows the step a chunk is at beside the bar, at most twice a second."""
+
+    def __init__(self, bar, where, max_steps):
+        self.bar, self.where, self.max_steps = bar, where, max_steps
+        self.last = 0.0
+
+    def __call__(self, t, running):
+        now = time.monotonic()
+        if now - self.last > 0.5:
+            self.last = now
+            self.bar.set_postfix_str(f"{self.where}: step {t}/{self.max_steps}, {running} running")
+
+
+class _NoBar:
+    def update(self, n=1):
+        pass
+
+    def set_postfix_str(self, text):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def progress_bar(total, progress, desc="training"):
+    """A tqdm bar over ``total`` inits (``progress`` None: on a terminal only; False:
+    none)."""
+    if progress is False:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="init", desc=desc, disable=None if progress is None else False)

@@ -1,0 +1,56 @@
+"""How nnkit is installed and imported: its distribution name, the dependencies'
+bounds, and imports that never pick up the wrong thing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+from nnkit import backends
+from nnkit.about import DISTRIBUTION, install_hint
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def test_the_distribution_name_is_not_the_unrelated_nnkit():
+    assert PROJECT["name"] == DISTRIBUTION != "nnkit"
+    assert PROJECT["scripts"] == {"nnkit": "nnkit.cli:main"}
+    assert install_hint("cuda12") == f"pip install '{DISTRIBUTION}[cuda12]'"
+    for name in ("cupy", "cuda"):  # the hints of messages use it
+        assert DISTRIBUTION in backends.REGISTRY[name].install
+
+
+def test_only_known_breaks_are_capped():
+    """Lower bounds everywhere; an upper bound only for NumPy in the CUDA extras
+    (numba-cuda 0.30 calls numpy.row_stack, which NumPy 2.5 removed)."""
+    for requirement in PROJECT["dependencies"] + PROJECT["optional-dependencies"]["test"]:
+        assert ">=" in requirement and "<" not in requirement.replace("<=", ""), requirement
+    for extra in ("cuda12", "cuda13"):
+        capped = [r for r in PROJECT["optional-dependencies"][extra] if "<" in r]
+        assert capped == ["numpy<2.5"], capped
+    for requirement in PROJECT["optional-dependencies"]["bench"]:
+        assert ">=" in requirement and "==" not in requirement, requirement
+
+
+def test_the_folder_above_a_checkout_does_not_shadow_nnkit(tmp_path):
+    """A checkout cloned into a folder called nnkit, and Python started in the folder
+    that holds it: ``import nnkit`` is the package, not an empty namespace package."""
+    (tmp_path / "nnkit").mkdir()
+    done = subprocess.run([sys.executable, "-c", "import nnkit; print(nnkit.__file__, nnkit.__version__)"],
+                          cwd=tmp_path, capture_output=True, text=True, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    file, version = done.stdout.split()
+    assert file.endswith("__init__.py") and version == PROJECT.get("version", version)
+
+
+def test_import_pulls_in_neither_cupy_nor_numba_nor_matplotlib():
+    code = (
+        "import sys, nnkit, nnkit.cli, nnkit.backends;"
+        "nnkit.backends.get('numpy');"
+        "bad = [m for m in ('cupy', 'numba', 'matplotlib') if m in sys.modules];"
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
