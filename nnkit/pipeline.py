@@ -186,11 +186,13 @@ def analyse_run(run: Run, overrides=()) -> pd.DataFrame:
         for p, ((_, point_exp), problem) in enumerate(zip(points, problems)):
             rows = runs.index[runs["point"] == p]
             objective = make_objective(problem, host)
+            # the test loss is the loss on the test samples, whatever the objective
+            on_samples = make_objective(dataclasses.replace(problem, teacher=None), host)
             cfg = point_exp.analysis
             t0 = time.perf_counter()
             theta, per_init, minima = analyse(
                 objective, run.params(p), cfg, runs.loc[rows, "init"].to_numpy(),
-                lambda th: evaluate(objective, th, memory_mb=point_exp.run.memory_mb, splits=("test",))["test_loss"],
+                lambda th: evaluate(on_samples, th, memory_mb=point_exp.run.memory_mb, splits=("test",))["test_loss"],
                 rows_per_slice(problem.model, problem.data.n, point_exp.run.memory_mb),
             )  # fmt: skip
             per_init.index = rows

@@ -65,7 +65,7 @@ def test_one_thread_and_no_networks():
     assert loss.shape == (0,) and grad.shape == (0, theta.shape[1])
 
 
-def test_runs_through_the_runner_match_the_reference(tmp_path):
+def test_runs_through_the_pipeline_match_the_reference(tmp_path):
     from nnkit import load, run_experiment
     from nnkit.study import config
 

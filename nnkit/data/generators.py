@@ -26,7 +26,7 @@ class TeacherStudent:
     ``teacher_output``: ``ones`` (``a_j = 1``) or ``normal`` (``a_j ~ N(0, 1/k)``).
     ``population``: train on the exact expected loss over ``x ~ N(0, I_d)`` instead of
     the ``n`` samples (ReLU teacher without noise; one-hidden-layer ReLU students without
-    biases; :mod:`nnkit.population`); the test samples still give the test loss.
+    biases; :mod:`nnkit.objective.population`); the test samples still give the test loss.
     """
 
     d: int = 4
