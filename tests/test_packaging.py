@@ -46,11 +46,11 @@ def test_the_folder_above_a_checkout_does_not_shadow_nnkit(tmp_path):
     assert file.endswith("__init__.py") and version == PROJECT.get("version", version)
 
 
-def test_import_pulls_in_neither_cupy_nor_numba_nor_matplotlib():
+def test_import_pulls_in_neither_cupy_nor_numba_nor_matplotlib_nor_scipy():
     code = (
         "import sys, nnkit, nnkit.cli, nnkit.backends;"
         "nnkit.backends.get('numpy');"
-        "bad = [m for m in ('cupy', 'numba', 'matplotlib') if m in sys.modules];"
+        "bad = [m for m in ('cupy', 'numba', 'matplotlib', 'scipy') if m in sys.modules];"
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

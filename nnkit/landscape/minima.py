@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from ..core import validate
 from ..errors import ConfigError
@@ -67,6 +66,8 @@ class AnalysisConfig:
 
 def wilson(count, total, level: float = 0.95):
     """Wilson score interval ``(low, high)`` of the fraction ``count / total``."""
+    from scipy import stats  # here, not at the top: import nnkit stays light
+
     count, total = np.asarray(count, dtype=float), np.asarray(total, dtype=float)
     z = stats.norm.ppf(0.5 + level / 2)
     p = count / total

@@ -26,7 +26,6 @@ Shapes: ``theta (R, P)``, float64; a single row ``(P,)`` is taken as ``R = 1``.
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 
 def _why_no_flip(model, layer) -> str:
@@ -277,6 +276,8 @@ def align(model, theta_ref, theta):
     unit's. A symmetric copy of a generic network is aligned back onto it exactly (up
     to rounding), for any depth.
     """
+    from scipy.optimize import linear_sum_assignment  # here: import nnkit stays light
+
     lay = model.layout
     ref = _rows(model, theta_ref)
     if ref.shape[0] != 1:
