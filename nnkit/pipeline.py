@@ -32,7 +32,7 @@ import pandas as pd
 from . import backends, study
 from .errors import UserError
 from .landscape.minima import analyse, rows_per_slice
-from .objective import make_objective
+from .objective import make_objective, runs_on
 from .report import figures
 from .runs import executor
 from .runs.results import Run, load
@@ -92,8 +92,8 @@ def run_experiment(
         meta = None
 
     points = config.expand_sweep(experiment)
-    be = _backend(backend or experiment.run.backend, points)
     problems = study.problems(points)  # every point's data made and checked before any write
+    be = _backend(backend or experiment.run.backend, problems)
     tasks = [study.task(exp) for _, exp in points]
     created = meta is None
     if created:
@@ -129,15 +129,15 @@ def run_experiment(
     return folder.path
 
 
-def _backend(name: str, points) -> backends.Backend:
-    """The backend of the run; an exact population loss trains on NumPy whatever was
-    asked (:func:`nnkit.objective.make_objective`), so a run of population points only
-    is a NumPy run, and asking for another backend for it earns a warning."""
-    population = [bool(getattr(exp.data, "population", False)) for _, exp in points]
-    if any(population) and name not in ("auto", "numpy"):
+def _backend(name: str, problems) -> backends.Backend:
+    """The backend of the run: the one asked for, or, when no point's objective runs
+    there (:func:`nnkit.objective.runs_on`: an exact population loss is computed with
+    NumPy), the one they run on. Overriding a backend the user named earns a warning."""
+    where = {runs_on(problem, name) for problem in problems}
+    if where != {name} and name != "auto":
         log.warning("the exact population loss (data.population = true) is computed with NumPy: "
                     "its points train on the numpy backend, not on %s", name)  # fmt: skip
-    return backends.get("numpy" if all(population) else name)
+    return backends.get(where.pop() if len(where) == 1 else name)
 
 
 def _check_same(folder: RunFolder, experiment: config.Experiment) -> None:

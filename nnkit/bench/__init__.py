@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..about import install_hint
 from .cases import CASES, Case, custom
 from .peers import NEEDS, ON_GPU, PEERS
 
@@ -39,7 +40,7 @@ def implementations(backend_names, with_peers: bool) -> tuple[list[str], list[st
     if with_peers:
         for peer in (peer for peer in PEERS if peer not in ON_GPU):
             if importlib.util.find_spec(NEEDS[peer]) is None:
-                notes.append(f"{peer}: not installed (pip install 'nnkit[bench]')")
+                notes.append(f"{peer}: not installed ({install_hint('bench')})")
             else:
                 impls.append(peer)
     return impls, notes

@@ -18,18 +18,23 @@ from .sampled import SampledObjective
 
 __all__ = [
     "Objective", "PopulationObjective", "Problem", "SampledObjective", "Teacher",
-    "TeacherStudentPopulation", "make_objective",
+    "TeacherStudentPopulation", "make_objective", "runs_on",
 ]  # fmt: skip
 
 
-def make_objective(problem: Problem, backend) -> Objective:
-    """The objective of ``problem`` on ``backend`` (a :class:`~nnkit.backends.Backend`).
+def runs_on(problem: Problem, name: str) -> str:
+    """The backend the objective of ``problem`` runs on when backend ``name`` is asked
+    for: a population loss is computed by its closed form on the host with NumPy,
+    whatever the backend; the loss on samples runs where it is asked to."""
+    return "numpy" if problem.population else name
 
-    A population loss is computed by its closed form on the host with NumPy, whatever
-    the backend: its objective runs on the ``numpy`` backend (``objective.backend``
-    says so).
-    """
+
+def make_objective(problem: Problem, backend) -> Objective:
+    """The objective of ``problem`` on ``backend`` (a :class:`~nnkit.backends.Backend`),
+    or on the backend :func:`runs_on` names instead (``objective.backend`` says which)."""
+    name = runs_on(problem, backend.name)
+    if name != backend.name:
+        backend = backends.get(name)
     if problem.population:
-        numpy = backend if backend.name == "numpy" else backends.get("numpy")
-        return PopulationObjective(problem, numpy)
+        return PopulationObjective(problem, backend)
     return SampledObjective(problem, backend)
