@@ -117,7 +117,10 @@ def run_experiment(
         session["compile_seconds"] = round(be.compile_seconds, 3)
         if folder.path.exists():
             folder.write_meta(meta)
-    folder.gather(len(points), executor.RUN_COLUMNS)
+    try:
+        folder.gather(len(points), executor.RUN_COLUMNS)
+    except KeyboardInterrupt:  # every chunk is saved: a resume gathers them again
+        raise Interrupted(folder.path, "training") from None
     meta["finished"] = executor.now()
     meta["train_seconds"] = round(sum(s.get("seconds", 0.0) for s in meta["sessions"]), 3)
     folder.write_meta(meta)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_problem, matches_reference
+from conftest import make_problem, matches_reference, objective_of
 
 from nnkit import backends
 from nnkit.backends import cuda_backend, gpu
@@ -104,14 +104,19 @@ def test_chunks_need_no_room_for_activations_on_the_small_path():
     the budget has room for their parameters and gradients, whatever n; the wide path
     and the numpy backend keep per-sample arrays."""
     cfg = TrainConfig()
-    small = make_problem(d=3, widths=(5,))[0]
-    wide = make_problem(d=40, widths=(6,))[0]
     budget = CUDA.memory_budget(512)
+
+    def chunk(backend, n, **shape):
+        model, obj, _, X, y = make_problem(n=n, **shape)
+        return chunk_size(objective_of(model, obj, X, y, backend), cfg, 10**9, 512), model
+
     for n in (10, 10_000):
-        assert chunk_size(small, cfg, 10**9, n, CUDA, 512) == budget // (8 * small.size * 8)
+        got, small = chunk(CUDA, n, d=3, widths=(5,))
+        assert got == budget // (8 * small.size * 8)
+    got, wide = chunk(CUDA, 1000, d=40, widths=(6,))
     assert CUDA.stored_per_sample(wide, False) == 7
-    assert chunk_size(wide, cfg, 10**9, 1000, CUDA, 512) == budget // ((8 * wide.size + 7000) * 8)
-    assert chunk_size(small, cfg, 10**9, 1000, CUDA, 512) > 50 * chunk_size(small, cfg, 10**9, 1000, NUMPY, 512)
+    assert got == budget // ((8 * wide.size + 7000) * 8)
+    assert chunk(CUDA, 1000, d=3, widths=(5,))[0] > 50 * chunk(NUMPY, 1000, d=3, widths=(5,))[0]
 
 
 def test_compile_time_is_counted_once_per_kernel():

@@ -3,6 +3,9 @@ tables say, draw into a caller's axes, and leave pyplot alone."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import matplotlib
 import numpy as np
 import pandas as pd
@@ -63,14 +66,19 @@ class FakeRun:
 
 
 def test_no_pyplot_state_is_touched(run):
-    import matplotlib.pyplot as plt
-
-    before_backend, before_figures = matplotlib.get_backend(), plt.get_fignums()
     made = figures.figures(run)
     assert set(made) == {"final_loss.png", "training.png", "minima.png", "spectra.png"}
     assert isinstance(made["final_loss.png"], matplotlib.figure.Figure)
     assert made["minima.png"] is None and made["spectra.png"] is None  # not analysed
-    assert matplotlib.get_backend() == before_backend and plt.get_fignums() == before_figures
+    # drawing and writing every figure in a fresh process never imports pyplot (which
+    # would pick a backend and keep a list of open figures)
+    code = (
+        "import sys, nnkit; from nnkit.report import figures; run = nnkit.load(sys.argv[1]);"
+        "figures.figures(run); nnkit.write_figures(run);"
+        "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported'"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(run.path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
 
 
 def test_final_loss_histogram_counts_every_init_of_each_point(run):

@@ -190,8 +190,9 @@ def test_auto_picks_the_gpu_and_chunks_use_its_memory():
     assert backends.resolve("auto") == "cuda"
     be = backends.get("cuda")
     assert "GPU 0" in be.device and "compute capability" in be.device
-    model = make_problem(d=50, widths=(100,))[0]
-    assert chunk_size(model, TrainConfig(), 8192, 2000, be, 512) > chunk_size(model, TrainConfig(), 8192, 2000, NUMPY, 512)
+    model, obj, _, X, y = make_problem(d=50, widths=(100,), n=2000)
+    on_gpu, on_cpu = (objective_of(model, obj, X, y, b) for b in (be, NUMPY))
+    assert chunk_size(on_gpu, TrainConfig(), 8192, 512) > chunk_size(on_cpu, TrainConfig(), 8192, 512)
 
 
 @pytest.mark.gpu

@@ -289,5 +289,7 @@ def test_trainer_runs_on_the_population_loss():
     cfg = TrainConfig(lr=0.5, max_steps=2000, grad_tol=1e-10, loss_target=-1.0)
     result = train(make_objective(problem, backends.get("numpy")), theta0, cfg)
     assert list(result.status) == ["converged", "converged"]
+    with pytest.raises(ValueError, match="no samples"):
+        train(make_objective(problem, backends.get("numpy")), theta0, TrainConfig(method="sgd"))
     assert np.all(np.abs(result.loss) < 1e-14)
     np.testing.assert_allclose(result.theta, np.tile(V.reshape(1, -1), (2, 1)), atol=1e-8)

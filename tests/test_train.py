@@ -224,3 +224,13 @@ def test_zero_grad_tol_switches_the_rule_off():
 
 def test_history_points_are_capped_by_the_steps():
     assert history_steps(5, 10**20).tolist() == [0, 1, 2, 3, 4, 5]
+
+
+def test_stop_codes_are_the_kernels_and_a_running_code_is_refused():
+    from nnkit.core.stops import STATUSES, Stop, labels
+
+    assert STATUSES == ("converged", "target", "max_steps", "diverged")
+    assert [int(s) for s in Stop] == [0, 1, 2, 3, 4]
+    np.testing.assert_array_equal(labels([4, 1, 3]), ["diverged", "converged", "max_steps"])
+    with pytest.raises(ValueError, match="stop codes"):
+        labels([1, 0])  # an init a fused kernel left running

@@ -25,25 +25,27 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Entry:
-    """A registered backend: its module, what to install to get it, and the
-    distributions whose versions a run on it records."""
+    """A registered backend: its module, what to install to get it, the distributions
+    whose versions a run on it records, and its rank for ``auto`` (which takes the
+    usable backend of the highest ``speed``)."""
 
     module: str
     install: str = ""
     packages: tuple[str, ...] = ()
+    speed: int = 0
 
 
 _GPU = f"{install_hint('cuda12')} on a GPU machine"
 
 REGISTRY = {
-    "numpy": Entry("nnkit.backends.numpy_backend", "", ("numpy", "array-api-compat")),
-    "numba": Entry("nnkit.backends.numba_backend", "pip install numba", ("numba", "llvmlite")),
-    "cupy": Entry("nnkit.backends.cupy_backend", _GPU, ("cupy-cuda12x", "cupy-cuda13x")),
-    "cuda": Entry("nnkit.backends.cuda_backend", _GPU, ("numba-cuda", "cupy-cuda12x", "cupy-cuda13x")),
+    "numpy": Entry("nnkit.backends.numpy_backend", "", ("numpy", "array-api-compat"), speed=0),
+    "numba": Entry("nnkit.backends.numba_backend", "pip install numba", ("numba", "llvmlite"), speed=1),
+    "cupy": Entry("nnkit.backends.cupy_backend", _GPU, ("cupy-cuda12x", "cupy-cuda13x"), speed=2),
+    "cuda": Entry("nnkit.backends.cuda_backend", _GPU, ("numba-cuda", "cupy-cuda12x", "cupy-cuda13x"), speed=3),
 }
 
 #: the order in which ``auto`` tries the backends: fastest first
-AUTO_ORDER = ("cuda", "cupy", "numba", "numpy")
+AUTO_ORDER = tuple(sorted(REGISTRY, key=lambda name: -REGISTRY[name].speed))
 
 
 def names() -> tuple[str, ...]:

@@ -76,8 +76,13 @@ def make():
 
 
 class _CudaPaths:
-    """What both the real and the simulated ``cuda`` backend do: pick a path per
-    model, and count each kernel's first launch as compiling."""
+    """What both the real and the simulated ``cuda`` backend do: a kernel that picks a
+    path per model, chunks sized for that path, and a record of the kernels launched
+    (a first launch counts as compiling, see :meth:`CudaKernel._launch`)."""
+
+    def __init__(self):
+        super().__init__()
+        self.launched = set()  # kernels compiled in this process
 
     def kernel(self, model, spec):
         return CudaKernel(model, spec, self)
@@ -94,10 +99,6 @@ class _CudaPaths:
 class CudaBackend(_CudaPaths, GpuBackend):
     name = "cuda"
 
-    def __init__(self):
-        super().__init__()
-        self.launched = set()  # kernels compiled in this process
-
     def synchronize(self):
         self._cupy.cuda.Device().synchronize()
 
@@ -110,7 +111,6 @@ class SimulatedCudaBackend(_CudaPaths, NumpyBackend):
     def __init__(self):
         super().__init__()
         self.device = SIMULATOR
-        self.launched = set()
 
     def synchronize(self):
         pass  # the simulator runs kernels to the end before returning

@@ -288,7 +288,7 @@ def kernel_source(model, loss: str, lanes: int = LANES) -> str:
 
 
 def _stamp() -> dict:
-    from .. import __version__
+    from ..about import __version__
 
     helpers = Path(__file__).with_name("numba_kernels.py").read_bytes()
     return {"version": __version__, "helpers": hashlib.sha1(helpers).hexdigest()[:12]}

@@ -43,7 +43,7 @@ def nnkit_run(backend_name, dtype="float64"):
             lr=case.lr, max_steps=case.steps, grad_tol=0.0, max_loss=float("inf"), dtype=dtype
         )
         # chunks of inits as `nnkit run` cuts them (default memory budget)
-        chunk = chunk_size(model, cfg, case.R, case.n, backend, RunConfig().memory_mb)
+        chunk = chunk_size(objective, cfg, case.R, RunConfig().memory_mb)
 
         def run(W0, v0):
             theta0 = np.concatenate([W0.reshape(case.R, -1), v0], axis=1)

@@ -13,15 +13,16 @@ nnkit needs to know about it.
   can be rescaled.
 * ``numba``: the two expressions the ``numba`` backend's code generator writes into its
   lane loops, ``h[q]`` from ``z[q]`` and ``dz[q] * a'(z[q])`` (which may read ``h[q]``;
-  empty when the factor is 1), with ``{slope}`` for the leaky slope.
+  empty when the factor is 1), with the leaky slope written in as a number.
 * ``cuda``: the two expressions of the ``cuda`` backend's device function
   ``activate(z) -> (a(z), a'(z))``: ``a(z)`` from ``z``, then ``a'(z)`` from ``z`` and
   ``h``, with the kernel dtype's constants ``ZERO``, ``ONE``, ``SLOPE`` and the device
   functions ``sigmoid``, ``softplus`` and ``math``.
 
-Adding an activation is one entry in :data:`_RECORDS` (plus its tests: the gradient and
+Adding an activation is one entry in :func:`_records` (plus its tests: the gradient and
 Hessian checks against finite differences and the backend conformance suite run over
-:data:`NAMES`).
+:data:`NAMES`; a new scalar helper for the generated kernels goes into
+``nnkit/backends/numba_kernels.py`` and ``kernels/pointwise.py``).
 """
 
 from __future__ import annotations

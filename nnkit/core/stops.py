@@ -34,5 +34,9 @@ STATUSES = tuple(code.label for code in Stop if code is not Stop.RUNNING)
 
 
 def labels(codes) -> np.ndarray:
-    """Status labels ``(R,)`` of the stop codes ``codes (R,)`` (none may be RUNNING)."""
-    return np.asarray(STATUSES)[np.asarray(codes, dtype=np.int64) - 1]
+    """Status labels ``(R,)`` of the stop codes ``codes (R,)``; every init must have
+    stopped (a RUNNING code, or one out of range, is a kernel's bug: ValueError)."""
+    codes = np.asarray(codes, dtype=np.int64)
+    if codes.size and not ((codes >= Stop.CONVERGED) & (codes <= Stop.DIVERGED)).all():
+        raise ValueError(f"stop codes must be {int(Stop.CONVERGED)}..{int(Stop.DIVERGED)}, got {sorted(set(codes.tolist()))}")
+    return np.asarray(STATUSES)[codes - 1]

@@ -81,6 +81,11 @@ class Objective(ABC):
         """Whether :meth:`train_fused` runs the whole of training with ``cfg``."""
         return False
 
+    @abstractmethod
+    def stored_per_init(self, cfg) -> int:
+        """Numbers one init keeps, besides its parameters, gradient and buffers, during a
+        step of training with ``cfg`` (what sizes the chunks of inits)."""
+
     def train_fused(self, theta0: np.ndarray, cfg):
         """All of training with ``cfg`` in one compiled loop, from host ``theta0 (R, P)``
         float64: a :class:`nnkit.backends.Fused`. Only where :meth:`fuses` says so."""

@@ -319,3 +319,9 @@ class PopulationObjective(Objective):
 
     def predict(self, theta, X):
         return self.closed_form.predict(theta, self.backend.asarray(X, theta.dtype))
+
+    def stored_per_init(self, cfg) -> int:
+        # the (k, k + k*, d) pair quantities of the gradient, a few of them at once
+        lay, m = self.model.layout, self.problem.teacher.V.shape[1]
+        k = lay.widths[0]
+        return 4 * k * (k + m) * (lay.d + 1)

@@ -51,5 +51,12 @@ class SampledObjective(Objective):
     def fuses(self, cfg) -> bool:
         return self.kernel.fuses(cfg)
 
+    def stored_per_init(self, cfg) -> int:
+        sgd = cfg.method == "sgd"
+        rows = min(self.samples, cfg.batch_size) if sgd else self.samples
+        per_sample = self.backend.stored_per_sample(self.model, sgd)
+        # with SGD each init also has its own (rows, d) batch
+        return rows * per_sample + (rows * self.model.layout.d if sgd else 0)
+
     def train_fused(self, theta0, cfg):
         return self.kernel.train_fused(theta0, self.problem.data.X, self.problem.data.y, cfg)

@@ -44,9 +44,7 @@ def train_points(folder: RunFolder, meta: dict, points, problems, tasks, backend
             objective = make_objective(problem, backend)
             chunk = meta["chunk_sizes"][p]
             if chunk is None:
-                chunk = exp.run.chunk_size or chunk_size(
-                    problem.model, exp.train, exp.inits, problem.data.n, objective.backend, exp.run.memory_mb
-                )  # fmt: skip
+                chunk = exp.run.chunk_size or chunk_size(objective, exp.train, exp.inits, exp.run.memory_mb)
                 chunk = meta["chunk_sizes"][p] = min(chunk, exp.inits)
                 folder.write_meta(meta)
             for c, first in enumerate(range(0, exp.inits, chunk)):
@@ -154,11 +152,11 @@ class _NoBar:
         return False
 
 
-def progress_bar(total, progress, desc="training"):
+def progress_bar(total, progress):
     """A tqdm bar over ``total`` inits (``progress`` None: on a terminal only; False:
     none)."""
     if progress is False:
         return _NoBar()
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit="init", desc=desc, disable=None if progress is None else False)
+    return tqdm(total=total, unit="init", desc="training", disable=None if progress is None else False)

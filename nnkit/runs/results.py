@@ -36,7 +36,10 @@ class Run:
             if not file.is_file():
                 raise UserError(f"{self.path} is not an nnkit run folder (no {file.name})")
         if not self.folder.runs_file.is_file():
-            raise UserError(f"run {self.path} is not finished (continue it with nnkit run FILE --resume)")
+            raise UserError(
+                f"run {self.path} is not finished (continue it with nnkit run FILE --resume "
+                f"--run-id {self.path.name} --results {self.path.parent.parent}, FILE its experiment)"
+            )
         self.config = read_json(self.folder.config_file)
         self.meta = read_json(self.folder.meta_file)
 
@@ -84,7 +87,9 @@ class Run:
         if not path.is_file():
             if not 0 <= point < self.points:
                 raise UserError(f"run {self.path} has no sweep point {point} (it has {self.points})")
-            raise UserError(f"run {self.path} has no polished parameters: analyse it first (nnkit minima RUN)")
+            if polished:
+                raise UserError(f"run {self.path} has no polished parameters: analyse it first (nnkit minima RUN)")
+            raise UserError(f"run {self.path} is missing {path.relative_to(self.path)}")
         return np.load(path, allow_pickle=False)
 
     # -- what nnkit show prints ------------------------------------------------------

@@ -31,7 +31,8 @@ class Chunk:
     ``theta (R, P)`` and the ``columns`` of ``runs.parquet`` (``init``, ``seed``,
     ``status``, ``steps``, ``loss``, ``grad_norm``, ``train_loss``, ``test_loss``,
     ``train_error``, ``test_error``), the ``history`` (a dict of equal-length arrays
-    ``init, step, loss, grad_norm``) or None, and the wall ``seconds`` it took."""
+    ``init, step, loss, grad_norm``) or None, and the wall ``seconds`` training took
+    (evaluation aside)."""
 
     theta: np.ndarray
     columns: dict
@@ -47,9 +48,10 @@ def train_chunk(objective, task: Task, ids, *, on_finish=None, on_step=None) -> 
     :func:`nnkit.training.train` (progress only).
     """
     ids = np.asarray(ids, dtype=np.int64)
-    started = time.perf_counter()
     theta0 = init_batch(objective.model.layout, task.init, task.seed, ids)
+    started = time.perf_counter()
     res = _train_fitting(objective, theta0, task, ids, on_finish, on_step)
+    seconds = time.perf_counter() - started
     columns = {
         "init": ids,
         "seed": task.seed,
@@ -59,7 +61,7 @@ def train_chunk(objective, task: Task, ids, *, on_finish=None, on_step=None) -> 
         "grad_norm": res.grad_norm,
         **evaluate(objective, res.theta, task.train.dtype, task.memory_mb),
     }
-    return Chunk(res.theta, columns, res.history, time.perf_counter() - started)
+    return Chunk(res.theta, columns, res.history, seconds)
 
 
 def _train_fitting(objective, theta0, task, ids, on_finish, on_step) -> TrainResult:
@@ -120,22 +122,18 @@ def _evaluate_rows(objective, dtype, theta, splits):
     return out
 
 
-def chunk_size(model, cfg: TrainConfig, inits: int, n: int, backend, memory_mb: int) -> int:
+def chunk_size(objective, cfg: TrainConfig, inits: int, memory_mb: int) -> int:
     """Inits per chunk: as many as fit in the backend's memory budget (``memory_mb`` on
     the CPU, a share of the free memory on a GPU), at most ``inits``.
 
     Each init needs room for its parameters, gradient and buffers, and for what the
-    backend keeps per sample in a step (:meth:`Backend.stored_per_sample`: none for
+    objective keeps per init in a step (:meth:`Objective.stored_per_init`: nothing for
     fused kernels). The result is rounded down to a multiple of
     ``backend.chunk_multiple`` when larger.
     """
-    d = model.layout.d
-    sgd = cfg.method == "sgd"
-    rows = min(n, cfg.batch_size) if sgd else n
-    # with SGD each init also has its own (rows, d) batch
-    words = 8 * model.size + rows * backend.stored_per_sample(model, sgd) + (rows * d if sgd else 0)
+    backend = objective.backend
+    words = 8 * objective.model.size + objective.stored_per_init(cfg)
     itemsize = 4 if cfg.dtype == "float32" else 8
-    budget = backend.memory_budget(memory_mb)
-    chunk = int(max(1, min(inits, budget // (words * itemsize))))
+    chunk = int(max(1, min(inits, backend.memory_budget(memory_mb) // (words * itemsize))))
     multiple = backend.chunk_multiple
     return chunk - chunk % multiple if chunk < inits and chunk > multiple else chunk

@@ -104,6 +104,9 @@ def train(objective, theta0, cfg, *, seed=0, ids=None, on_finish=None, on_step=N
     """
     theta0 = np.asarray(theta0, dtype=np.float64)
     ids = np.arange(theta0.shape[0]) if ids is None else np.asarray(ids)
+    if cfg.method == "sgd" and objective.samples is None:
+        raise ValueError(f"{type(objective).__name__} has no samples to draw minibatches from: "
+                         "train it with method gd, momentum or nesterov")  # fmt: skip
     # overflow and NaN are expected from diverging inits, which the rules below flag
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         if objective.fuses(cfg):
