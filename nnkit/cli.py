@@ -34,11 +34,23 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except UserError as exc:
             raise _UserFacing(str(exc)) from None
+        except OSError as exc:  # a folder that cannot be made or written, a full disk
+            raise _UserFacing(_os_message(exc)) from None
         except MemoryError:
             raise _UserFacing(
                 "out of memory: the data or the networks are too large for this machine "
                 "(lower data.n, the widths, run.chunk_size or run.memory_mb)"
             ) from None
+
+
+def _os_message(exc: OSError) -> str:
+    """One line for an error of the file system: what failed, on which path."""
+    what = exc.strerror or str(exc) or type(exc).__name__
+    path = exc.filename
+    if path is None:
+        return f"cannot write the results: {what}"
+    text = f"{path}: {what}"
+    return f"{text} (and {exc.filename2})" if exc.filename2 else text
 
 
 class _Stderr(logging.Handler):

@@ -34,19 +34,22 @@ from .errors import UserError
 from .landscape.minima import analyse, rows_per_slice
 from .objective import make_objective, runs_on
 from .report import figures
-from .runs import executor
-from .runs.results import Run, load
-from .runs.store import RunFolder, find_resumable, new_run_id, write_figure, write_json, write_npy, write_parquet
+from .runs import executor, limits
+from .runs.results import ANALYSIS_COLUMNS, Run, load
+from .runs.store import (
+    Damaged,
+    RunFolder,
+    find_resumable,
+    new_run_id,
+    write_figure,
+    write_json,
+    write_npy,
+    write_parquet,
+)
 from .study import config
 from .training import evaluate
 
 log = logging.getLogger("nnkit")
-
-#: the per-init columns the analysis adds to runs.parquet
-ANALYSIS_COLUMNS = (
-    "minimum", "kind", "index", "nullity", "eig_min", "eig_max", "polished_loss",
-    "polished_grad_norm", "polished_test_loss", "polish_steps", "polish_move",
-)  # fmt: skip
 
 
 class Interrupted(KeyboardInterrupt):
@@ -77,39 +80,46 @@ def run_experiment(
     """
     if run_id is not None:
         config.check_plain_name(run_id, "run id")
+    if "\0" in str(results_dir):
+        raise UserError(f"results folder {str(results_dir)!r} holds a NUL character")
     results_dir = Path(results_dir)
     if results_dir.exists() and not results_dir.is_dir():
         raise UserError(f"results folder {results_dir} is a file, not a folder")
     root = results_dir / experiment.name
-    if resume:
-        folder = find_resumable(root, run_id)
-        _check_same(folder, experiment)
-        meta = folder.read_meta()
-    else:
-        folder = RunFolder(root / (run_id or new_run_id()))
-        if folder.path.exists():
-            raise UserError(f"{folder.path} exists already (use --resume to continue a run)")
-        meta = None
-
+    folder = find_resumable(root, run_id) if resume else RunFolder(root / (run_id or new_run_id()))
+    if not resume and folder.path.exists():  # said early; create() below is the atomic test
+        raise UserError(f"{folder.path} exists already (use --resume to continue a run)")
     points = config.expand_sweep(experiment)
     problems = study.problems(points)  # every point's data made and checked before any write
     be = _backend(backend or experiment.run.backend, problems)
     tasks = [study.task(exp) for _, exp in points]
-    created = meta is None
-    if created:
-        meta = executor.initial_meta(experiment, be, points)
-        folder.write_config(experiment.to_dict())
-        folder.write_meta(meta)
+    limits.check_run(experiment, points, problems, results_dir)
+    if not resume:
+        folder.create(experiment.to_dict(), executor.initial_meta(experiment, be, points))
+    with folder.writing():
+        meta = _resumable(folder, experiment, points, problems, tasks) if resume else folder.read_meta()
+        try:
+            _train(folder, meta, experiment, points, problems, tasks, be, progress)
+        except Exception:
+            if not resume and not folder.chunks.exists():
+                folder.remove()  # a run that failed before its first chunk leaves nothing
+            raise
+    if experiment.analysis.enabled:
+        try:
+            analyse_run(load(folder.path))
+        except KeyboardInterrupt:
+            raise Interrupted(folder.path, "analysis") from None
+    return folder.path
+
+
+def _train(folder, meta, experiment, points, problems, tasks, be, progress) -> None:
+    """Train, gather and commit the run in ``folder`` (held by this process)."""
+    meta["backend"], meta["device"] = be.name, be.device  # the backend that finishes it
     session = {"backend": be.name, "device": be.device, "started": executor.now()}
     meta.setdefault("sessions", []).append(session)
-
     started = time.perf_counter()
     try:
         executor.train_points(folder, meta, points, problems, tasks, be, progress)
-    except UserError:
-        if created and not folder.chunks.exists():
-            folder.remove()  # a bad input leaves no empty run
-        raise
     except KeyboardInterrupt:
         raise Interrupted(folder.path, "training") from None
     finally:
@@ -117,19 +127,14 @@ def run_experiment(
         session["compile_seconds"] = round(be.compile_seconds, 3)
         if folder.path.exists():
             folder.write_meta(meta)
-    try:
-        folder.gather(len(points), executor.RUN_COLUMNS)
-    except KeyboardInterrupt:  # every chunk is saved: a resume gathers them again
-        raise Interrupted(folder.path, "training") from None
-    meta["finished"] = executor.now()
-    meta["train_seconds"] = round(sum(s.get("seconds", 0.0) for s in meta["sessions"]), 3)
-    folder.write_meta(meta)
-    if experiment.analysis.enabled:
-        try:
-            analyse_run(load(folder.path))
-        except KeyboardInterrupt:
-            raise Interrupted(folder.path, "analysis") from None
-    return folder.path
+    try:  # every chunk is saved: a resume after a kill here gathers them again
+        folder.gather(executor.chunk_counts(meta, points), executor.RUN_COLUMNS)
+        meta["finished"] = executor.now()
+        meta["train_seconds"] = round(sum(s.get("seconds", 0.0) for s in meta["sessions"]), 3)
+        folder.finish(meta)
+    except KeyboardInterrupt:
+        stage = "analysis" if folder.is_finished() else "training"
+        raise Interrupted(folder.path, stage) from None
 
 
 def _backend(name: str, problems) -> backends.Backend:
@@ -143,17 +148,17 @@ def _backend(name: str, problems) -> backends.Backend:
     return backends.get(where.pop() if len(where) == 1 else name)
 
 
-def _check_same(folder: RunFolder, experiment: config.Experiment) -> None:
-    """A run may be continued only with the experiment it was started with (how the
-    work runs and what is analysed afterwards may change)."""
-    try:
-        stored = folder.read_config()
-    except (OSError, ValueError):
-        raise UserError(f"cannot resume {folder.path}: its config.json is missing or damaged") from None
+def _resumable(folder: RunFolder, experiment: config.Experiment, points, problems, tasks) -> dict:
+    """The meta of the run in ``folder`` (held by this process), checked to be an
+    unfinished run of ``experiment`` whose files are whole; nothing is written before
+    the checks pass. A run may be continued only with the experiment it was started
+    with (how the work runs and what is analysed afterwards may change)."""
+    meta = folder.read_meta()
+    stored = folder.read_config()
     try:  # a config stored by an older nnkit lacks keys added since: fill in their defaults
         stored = config.from_dict(stored, experiment.name).to_dict()
-    except UserError:
-        pass
+    except UserError as exc:
+        raise Damaged(folder.config_file, str(exc)) from None
     current = experiment.to_dict()
     for d in (stored, current):
         d.pop("run", None)
@@ -161,12 +166,14 @@ def _check_same(folder: RunFolder, experiment: config.Experiment) -> None:
     if stored != current:
         a, b = config.flatten(stored), config.flatten(current)
         diff = sorted(key for key in set(a) | set(b) if a.get(key) != b.get(key))
-        raise UserError(
-            f"cannot resume {folder.path}: the experiment differs from the stored one in "
-            f"{', '.join(diff)}"
-        )
-    if folder.is_finished():
+        raise UserError(f"cannot resume {folder.path}: the experiment differs from the stored one in {', '.join(diff)}")
+    if meta["finished"]:
+        folder.clean()  # a kill after the commit may have left chunks behind
         raise UserError(f"run {folder.path} is already finished")
+    if meta["points"] != len(points) or meta["inits"] != sum(exp.inits for _, exp in points):
+        raise Damaged(folder.meta_file, "its points or inits do not match config.json")
+    executor.check_chunks(folder, meta, points, problems, tasks)
+    return meta
 
 
 def analyse_run(run: Run, overrides=()) -> pd.DataFrame:
@@ -181,6 +188,19 @@ def analyse_run(run: Run, overrides=()) -> pd.DataFrame:
     exp = config.from_dict(raw)
     points = config.expand_sweep(exp)
     problems = study.problems(points)
+    run.check()  # every file it reads is whole before anything is written
+    with run.folder.writing():
+        minima = _analyse(run, points, problems)
+        run.folder.clean()
+        _write_figures(run)  # the final-loss histogram, the minima and their spectra among them
+    return minima
+
+
+def _analyse(run: Run, points, problems) -> pd.DataFrame:
+    """The analysis of ``run`` (held by this process): ``analysis.json`` is removed
+    first and written last, so a kill half-way leaves a run that reads as not
+    analysed."""
+    run.folder.analysis_file.unlink(missing_ok=True)
     host = backends.get("numpy")  # polishing and Hessians: float64 on the CPU
     runs = run.runs.drop(columns=[c for c in ANALYSIS_COLUMNS if c in run.runs.columns])
     started = time.perf_counter()
@@ -217,13 +237,18 @@ def analyse_run(run: Run, overrides=()) -> pd.DataFrame:
         "seconds": round(time.perf_counter() - started, 3),
     })  # fmt: skip
     run.reload()  # the tables read before are stale now
-    write_figures(run)  # the final-loss histogram, the minima and their spectra among them
     return minima
 
 
 def write_figures(run: Run) -> list[Path]:
     """Every figure of ``run`` into ``RUN/figures/``; a figure that no longer applies
     (no minima after a new analysis) is removed. Returns the files written."""
+    run.check()
+    with run.folder.writing():
+        return _write_figures(run)
+
+
+def _write_figures(run: Run) -> list[Path]:
     written = []
     for name, figure in figures.figures(run).items():
         path = run.folder.figures / name

@@ -5,7 +5,9 @@ compiler unrolls and vectorises the loops over inputs, units and lanes; with the
 sizes read from arrays at run time, the same kernel ran about 4x slower (case B1:
 17k against 75k init-steps/s on 2 cores). Each distinct model gets one small module,
 written once into a cache folder and compiled by Numba with its on-disk cache, so a
-later process loads it in a fraction of a second.
+later process loads it in a fraction of a second. The cache folder must be this user's
+alone (Numba unpickles and runs what it finds there); where it is not, kernels compile
+in a private folder of the process instead.
 
 The kernel computes, for the blocks ``first`` to ``last`` of :data:`LANES` networks (the inits are
 the fast axis of ``thT (P, R)``, so every innermost loop runs over lanes), one sample
@@ -20,11 +22,16 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import logging
 import os
+import shutil
+import stat
 import sys
 from pathlib import Path
 
 from ..core.stops import Stop
+
+log = logging.getLogger("nnkit")
 
 #: inits per block. Long lane loops are what the compiler vectorises: on case B1,
 #: 8 lanes ran at a quarter of the speed of 64; 128 and 256 were no faster than 64
@@ -295,19 +302,53 @@ def _stamp() -> dict:
 
 
 def _usable(folder: Path) -> Path:
-    """``folder``, created; or, where it cannot be written, one in the temporary folder."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
+    """``folder``, created private to this user (mode 0700); where it cannot be made or
+    is not this user's alone (its owner or mode would let someone else plant a kernel
+    that Numba's cache then loads and runs), a fresh private folder for this process,
+    so kernels compile without the disk cache."""
+    global _FALLBACK
+    reason = _not_private(folder)
+    if reason is None:
         return folder
-    except OSError:
+    if _FALLBACK is None:
+        import atexit
         import tempfile
 
-        fallback = Path(tempfile.gettempdir()) / f"nnkit-kernels-{os.getuid()}"
-        fallback.mkdir(parents=True, exist_ok=True)
-        return fallback
+        _FALLBACK = Path(tempfile.mkdtemp(prefix="nnkit-kernels-"))  # 0700, unpredictable name
+        atexit.register(shutil.rmtree, _FALLBACK, ignore_errors=True)
+        log.warning("the kernel cache %s is not used (%s): kernels compile on every run; set "
+                    "NNKIT_CACHE_DIR to a folder of your own to keep them", folder, reason)  # fmt: skip
+    return _FALLBACK
+
+
+_FALLBACK: Path | None = None
+
+
+def _not_private(folder: Path) -> str | None:
+    """Why ``folder`` cannot hold this user's kernels (made with mode 0700 if it is
+    missing), or None when it can: it and Numba's ``__pycache__`` in it must belong to
+    this user and be writable by no one else, and the folder above must not let others
+    replace it (writable by others only with the sticky bit, as ``/tmp``)."""
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        above = folder.parent.stat().st_mode  # others could move the folder away and plant one
+        if above & 0o022 and not above & stat.S_ISVTX:
+            return f"{folder.parent} can be written by other users (mode {stat.S_IMODE(above):o})"
+        for path in (folder, folder / "__pycache__"):
+            if not path.exists():
+                continue
+            st = path.lstat()
+            if not stat.S_ISDIR(st.st_mode):
+                return f"{path} is not a folder"
+            if hasattr(os, "getuid") and st.st_uid != os.getuid():
+                return f"{path} belongs to another user"
+            if st.st_mode & 0o022:
+                return f"{path} can be written by other users (mode {stat.S_IMODE(st.st_mode):o})"
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return f"{folder} cannot be written"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
 
 
 def cache_dir() -> Path:

@@ -12,9 +12,12 @@ float32 run casts them.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from ..runs.limits import physical_memory, size
 
 
 @dataclass(frozen=True)
@@ -69,8 +72,20 @@ def custom(spec: str) -> Case:
     parts = spec.split(",")
     if len(parts) not in (5, 6):
         raise ValueError(f"a custom case is R,n,d,k,steps[,lr], got {spec!r}")
-    R, n, d, k, steps = (int(p) for p in parts[:5])
-    lr = float(parts[5]) if len(parts) == 6 else 0.05
+    try:
+        R, n, d, k, steps = (int(p) for p in parts[:5])
+        lr = float(parts[5]) if len(parts) == 6 else 0.05
+    except ValueError:
+        raise ValueError(f"a custom case is R,n,d,k,steps[,lr] with whole numbers R..steps, got {spec!r}") from None
+    if min(R, n, d, k, steps) < 1 or not math.isfinite(lr) or lr <= 0:
+        raise ValueError(f"custom case {spec!r}: R, n, d, k and steps must be at least 1 and lr a positive number")
+    largest = R * n * k * 8  # the peers' (R, n, k) activations in float64
+    memory = physical_memory()
+    if memory is not None and largest > memory // 2:
+        raise ValueError(
+            f"custom case {spec!r}: its (R, n, k) arrays take {size(largest)}, more than half of this "
+            f"machine's {size(memory)} of memory"
+        )
     return Case(f"R{R}-n{n}-d{d}-k{k}", R, n, d, k, steps, lr, "custom")
 
 

@@ -6,6 +6,7 @@ continued) is skipped.
 
 from __future__ import annotations
 
+import logging
 import platform
 import subprocess
 import time
@@ -27,6 +28,11 @@ RUN_COLUMNS = (
     "train_loss", "test_loss", "train_error", "test_error", "chunk", "chunk_time_s",
 )  # fmt: skip
 
+#: a run whose rest takes longer than this at the first chunk's speed earns a warning
+LONG_RUN_S = 24 * 3600
+
+log = logging.getLogger("nnkit")
+
 #: the libraries whose versions every run records, besides the backends' own
 _LIBRARIES = ("numpy", "pandas", "pyarrow", "scipy")
 
@@ -39,6 +45,7 @@ def train_points(folder: RunFolder, meta: dict, points, problems, tasks, backend
     starts, so a continued run cuts its chunks alike.
     """
     cells = sweep_cells([values for values, _ in points])
+    estimate = _Estimate(meta["inits"])
     with progress_bar(meta["inits"], progress) as bar:
         for p, ((_, exp), problem, task) in enumerate(zip(points, problems, tasks)):
             objective = make_objective(problem, backend)
@@ -49,8 +56,9 @@ def train_points(folder: RunFolder, meta: dict, points, problems, tasks, backend
                 folder.write_meta(meta)
             for c, first in enumerate(range(0, exp.inits, chunk)):
                 ids = np.arange(first, min(first + chunk, exp.inits))
-                if folder.has_chunk(p, c):
+                if folder.has_chunk(p, c, ids.size, problem.model.size, task.train.history > 0):
                     bar.update(ids.size)
+                    estimate.skipped(ids.size)
                     continue
                 note = _StepNote(bar, f"point {p} chunk {c}", exp.train.max_steps)
                 done = train_chunk(objective, task, ids, on_finish=bar.update, on_step=note)
@@ -58,6 +66,24 @@ def train_points(folder: RunFolder, meta: dict, points, problems, tasks, backend
                                       "chunk": c, "chunk_time_s": done.seconds})  # fmt: skip
                 history = None if done.history is None else pd.DataFrame({"point": p, **done.history})
                 folder.write_chunk(p, c, done.theta, table, history)
+                estimate.trained(ids.size, done.seconds)
+
+
+def chunk_counts(meta: dict, points) -> list[int]:
+    """How many chunks each sweep point is cut into (once its chunk size is fixed)."""
+    return [-(-exp.inits // size) for size, (_, exp) in zip(meta["chunk_sizes"], points)]
+
+
+def check_chunks(folder: RunFolder, meta: dict, points, problems, tasks) -> None:
+    """Raise :class:`~nnkit.runs.store.Damaged` for the first chunk in ``folder`` that
+    is written but not whole (before a resume writes anything)."""
+    for p, ((_, exp), problem, task) in enumerate(zip(points, problems, tasks)):
+        size = meta["chunk_sizes"][p]
+        if size is None:
+            continue
+        for c, first in enumerate(range(0, exp.inits, size)):
+            rows = min(first + size, exp.inits) - first
+            folder.has_chunk(p, c, rows, problem.model.size, task.train.history > 0)
 
 
 def sweep_cells(values: list[dict]) -> list[dict]:
@@ -124,6 +150,28 @@ def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
+class _Estimate:
+    """Warns once, after the first chunk trained, when the rest of the run would take
+    more than :data:`LONG_RUN_S` at that chunk's speed."""
+
+    def __init__(self, total: int):
+        self.left, self.warned = total, False
+
+    def skipped(self, n: int) -> None:
+        self.left -= n
+
+    def trained(self, n: int, seconds: float) -> None:
+        self.left -= n
+        if self.warned or seconds <= 0 or self.left <= 0:
+            return
+        self.warned = True
+        rest = self.left * seconds / n
+        if rest > LONG_RUN_S:
+            log.warning("at the speed of the first chunk the rest of this run takes about %.0f hours "
+                        "(%s inits left); Ctrl-C keeps the finished chunks, --resume continues",
+                        rest / 3600, f"{self.left:,}")  # fmt: skip
+
+
 class _StepNote:
     """Shows the step a chunk is at beside the bar, at most twice a second."""
 
@@ -159,4 +207,9 @@ def progress_bar(total, progress):
         return _NoBar()
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit="init", desc="training", disable=None if progress is None else False)
+    return tqdm(
+        total=total,
+        unit="init",
+        desc="training",
+        disable=None if progress is None else False,
+    )

@@ -1,4 +1,6 @@
-"""Reading a finished run back: ``nnkit.load(path)``."""
+"""Reading a finished run back: ``nnkit.load(path)``. Every file is checked as it is
+read (:class:`~nnkit.runs.store.Damaged` names the file and what is wrong with it);
+a run whose last analysis did not finish reads as not analysed."""
 
 from __future__ import annotations
 
@@ -12,7 +14,19 @@ import pandas as pd
 from ..errors import UserError
 from ..report import tables
 from ..study import config
-from .store import RunFolder, read_json
+from .store import Damaged, RunFolder, npy_shape, read_json, read_npy, read_parquet
+
+#: the columns every runs.parquet has (chunk and timing columns aside)
+RUN_COLUMNS = ("point", "init", "seed", "status", "steps", "loss", "grad_norm")
+
+#: the per-init columns an analysis adds to runs.parquet
+ANALYSIS_COLUMNS = (
+    "minimum", "kind", "index", "nullity", "eig_min", "eig_max", "polished_loss",
+    "polished_grad_norm", "polished_test_loss", "polish_steps", "polish_move",
+)  # fmt: skip
+
+#: the columns every minima.parquet has
+MINIMA_COLUMNS = ("point", "minimum", "loss", "count", "fraction", "kind", "spurious")
 
 
 class Run:
@@ -35,13 +49,28 @@ class Run:
         for file in (self.folder.meta_file, self.folder.config_file):
             if not file.is_file():
                 raise UserError(f"{self.path} is not an nnkit run folder (no {file.name})")
-        if not self.folder.runs_file.is_file():
+        self.meta = self.folder.read_meta()
+        self.config = read_json(self.folder.config_file)
+        try:
+            config.from_dict(self.config)
+        except UserError as exc:
+            raise Damaged(self.folder.config_file, str(exc)) from None
+        if not self.meta["finished"]:
             raise UserError(
                 f"run {self.path} is not finished (continue it with nnkit run FILE --resume "
                 f"--run-id {self.path.name} --results {self.path.parent.parent}, FILE its experiment)"
             )
-        self.config = read_json(self.folder.config_file)
-        self.meta = read_json(self.folder.meta_file)
+
+    def check(self) -> Run:
+        """Read every table and the headers of every parameter file; :class:`Damaged`
+        for the first that is not whole. Returns the run."""
+        runs, _, _ = self.runs, self.history, self.minima
+        for p in range(self.points):
+            rows = int((runs["point"] == p).sum())
+            npy_shape(self.folder.params_file(p), (rows, None))
+            if self.minima is not None:
+                npy_shape(self.folder.params_file(p, polished=True), (rows, None))
+        return self
 
     @property
     def experiment(self) -> config.Experiment:
@@ -52,19 +81,40 @@ class Run:
     def name(self) -> str:
         return self.meta["experiment"]
 
+    @property
+    def analysed(self) -> bool:
+        """Whether an analysis of the run finished (its ``analysis.json`` is written
+        last)."""
+        return self.folder.analysis_file.is_file()
+
     @cached_property
     def runs(self) -> pd.DataFrame:
-        return pd.read_parquet(self.folder.runs_file)
+        runs = read_parquet(self.folder.runs_file, RUN_COLUMNS, self.meta["inits"])
+        if not self.analysed:  # an analysis killed half-way: its columns do not count
+            runs = runs.drop(columns=[c for c in ANALYSIS_COLUMNS if c in runs.columns])
+        if not runs["point"].between(0, self.points - 1).all():
+            raise Damaged(self.folder.runs_file, f"its column point holds values outside 0..{self.points - 1}")
+        return runs
 
     @cached_property
     def history(self) -> pd.DataFrame | None:
         path = self.folder.history_file
-        return pd.read_parquet(path) if path.is_file() else None
+        return read_parquet(path, ("init", "step", "loss")) if path.is_file() else None
 
     @cached_property
     def minima(self) -> pd.DataFrame | None:
-        path = self.folder.minima_file
-        return pd.read_parquet(path) if path.is_file() else None
+        if not self.analysed:
+            return None
+        read_json(self.folder.analysis_file)
+        minima = read_parquet(self.folder.minima_file, MINIMA_COLUMNS)
+        runs = self.runs
+        if "minimum" not in runs.columns:
+            raise Damaged(self.folder.runs_file, "the analysis columns are missing")
+        found = runs.loc[runs["minimum"] >= 0].groupby(["point", "minimum"]).size()
+        listed = minima.set_index(["point", "minimum"])["count"]
+        if not found.sort_index().equals(listed.sort_index().astype(found.dtype)):
+            raise Damaged(self.folder.minima_file, "its minima and counts do not match the column minimum of runs.parquet")
+        return minima
 
     def reload(self) -> None:
         """Forget the tables read so far (after the run folder changed)."""
@@ -83,14 +133,12 @@ class Run:
     def params(self, point: int = 0, polished: bool = False) -> np.ndarray:
         """Final parameters ``(R, P)`` of sweep point ``point``, rows in init order;
         ``polished``: the points the analysis polished them to."""
-        path = self.folder.params_file(point, polished)
-        if not path.is_file():
-            if not 0 <= point < self.points:
-                raise UserError(f"run {self.path} has no sweep point {point} (it has {self.points})")
-            if polished:
-                raise UserError(f"run {self.path} has no polished parameters: analyse it first (nnkit minima RUN)")
-            raise UserError(f"run {self.path} is missing {path.relative_to(self.path)}")
-        return np.load(path, allow_pickle=False)
+        if not 0 <= point < self.points:
+            raise UserError(f"run {self.path} has no sweep point {point} (it has {self.points})")
+        if polished and not self.analysed:
+            raise UserError(f"run {self.path} has no polished parameters: analyse it first (nnkit minima RUN)")
+        rows = int((self.runs["point"] == point).sum())
+        return read_npy(self.folder.params_file(point, polished), (rows, None))
 
     # -- what nnkit show prints ------------------------------------------------------
     def training(self) -> pd.DataFrame:
@@ -145,5 +193,6 @@ class Run:
 
 
 def load(path) -> Run:
-    """The finished run at ``path`` (a ``results/<experiment>/<run-id>`` folder)."""
-    return Run(path)
+    """The finished run at ``path`` (a ``results/<experiment>/<run-id>`` folder), its
+    files checked (:meth:`Run.check`)."""
+    return Run(path).check()

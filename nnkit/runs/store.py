@@ -4,9 +4,18 @@ and renamed into place, so an interrupted run leaves only whole files behind.
 ``results/<experiment>/<run-id>/`` holds ``config.json`` (the resolved experiment) and
 ``meta.json`` from the start; each finished chunk of inits is written under
 ``chunks/`` (its table last: the table marks it done). When every chunk is done they
-are gathered into ``runs.parquet``, ``params/point-NNN.npy`` and ``history.parquet``,
-and ``chunks/`` is removed. The analysis adds ``minima.parquet``,
-``params/point-NNN-polished.npy`` and ``analysis.json``; figures go to ``figures/``.
+are gathered into ``runs.parquet``, ``params/point-NNN.npy`` and ``history.parquet``;
+then ``meta.json`` is rewritten with ``finished`` set, the one atomic step that commits
+the run; only after it is ``chunks/`` removed. A kill at any instant therefore leaves
+either a committed run or whole chunks that a resume gathers again.
+
+The analysis removes ``analysis.json`` first, writes ``params/point-NNN-polished.npy``,
+``minima.parquet`` and ``runs.parquet``, and writes ``analysis.json`` last: without it
+the run reads as not analysed. Figures go to ``figures/``.
+
+One process at a time writes a run folder (:func:`nnkit.runs.lock.hold`); every file
+it reads back is checked, and a damaged one is reported as :class:`Damaged`, naming the
+file and what is wrong with it.
 """
 
 from __future__ import annotations
@@ -22,6 +31,18 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
+from . import lock
+
+#: the suffix of files being written (see :func:`atomic_path`)
+TMP_SUFFIX = ".tmp"
+
+
+class Damaged(UserError):
+    """A file of a run folder is unreadable, truncated, or not what nnkit wrote."""
+
+    def __init__(self, path, what: str):
+        super().__init__(f"{path} is damaged: {what}")
+        self.path = Path(path)
 
 
 @contextmanager
@@ -29,7 +50,7 @@ def atomic_path(path):
     """A temporary name beside ``path`` to write to; renamed to ``path`` on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
     try:
         yield tmp
         os.replace(tmp, path)
@@ -51,7 +72,10 @@ def write_figure(path, figure) -> Path:
 
 
 def write_json(path, obj) -> None:
-    _atomic(path, lambda p: p.write_text(json.dumps(obj, indent=2, default=_jsonable) + "\n"))
+    _atomic(
+        path,
+        lambda p: p.write_text(json.dumps(obj, indent=2, default=_jsonable) + "\n"),
+    )
 
 
 def write_text(path, text: str) -> None:
@@ -70,8 +94,78 @@ def write_parquet(path, frame) -> None:
     _atomic(path, lambda p: frame.to_parquet(p, index=False))
 
 
-def read_json(path):
-    return json.loads(Path(path).read_text())
+def read_json(path) -> dict:
+    """The JSON object in ``path``; :class:`Damaged` if it is missing, unreadable or not
+    an object."""
+    path = Path(path)
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise Damaged(path, "the file is missing") from None
+    except (OSError, ValueError) as exc:
+        raise Damaged(path, f"not valid JSON ({_reason(exc)})") from None
+    if not isinstance(value, dict):
+        raise Damaged(path, f"expected a JSON object, found {type(value).__name__}")
+    return value
+
+
+def read_parquet(path, columns=(), rows: int | None = None) -> pd.DataFrame:
+    """The table in ``path``, checked to hold ``columns`` and, if given, ``rows`` rows."""
+    path = Path(path)
+    try:
+        frame = pd.read_parquet(path)
+    except FileNotFoundError:
+        raise Damaged(path, "the file is missing") from None
+    except Exception as exc:  # pyarrow reports a damaged file with several exception types
+        raise Damaged(path, f"not a readable Parquet table ({_reason(exc)})") from None
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise Damaged(path, f"the table lacks the column(s) {', '.join(missing)}")
+    if rows is not None and len(frame) != rows:
+        raise Damaged(path, f"the table has {len(frame)} rows, expected {rows}")
+    return frame
+
+
+def npy_shape(path, shape=None) -> tuple:
+    """The shape of the float array in the ``.npy`` file ``path`` (read from its header,
+    and checked against the file's length and, where given, ``shape``; ``None`` in
+    ``shape`` matches any length)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            fmt = np.lib.format
+            version = fmt.read_magic(fh)
+            header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            found, fortran, dtype = header(fh)
+            data_at = fh.tell()
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise Damaged(path, "the file is missing") from None
+    except (OSError, ValueError) as exc:
+        raise Damaged(path, f"not a NumPy array file ({_reason(exc)})") from None
+    if dtype.kind != "f" or fortran:
+        raise Damaged(path, f"expected a C-ordered float array, found dtype {dtype}")
+    if size != data_at + int(np.prod(found)) * dtype.itemsize:
+        raise Damaged(path, f"truncated or padded: {size} bytes for an array of shape {found}")
+    if shape is not None and (
+        len(found) != len(shape) or any(want not in (None, got) for want, got in zip(shape, found))
+    ):
+        want = tuple("any" if w is None else w for w in shape)
+        raise Damaged(path, f"the array has shape {found}, expected {want}")
+    return found
+
+
+def read_npy(path, shape=None) -> np.ndarray:
+    """The array in ``path``, checked as :func:`npy_shape` does."""
+    npy_shape(path, shape)
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise Damaged(path, f"not a NumPy array file ({_reason(exc)})") from None
+
+
+def _reason(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
 def _jsonable(value):
@@ -135,11 +229,54 @@ class RunFolder:
         return self.path / "params" / f"point-{point:03d}{'-polished' if polished else ''}.npy"
 
     # -- reading and writing -------------------------------------------------------
+    def create(self, config: dict, meta: dict) -> None:
+        """Make the folder of a new run holding ``config`` and ``meta``, in one atomic
+        step (a folder made aside and renamed into place): a kill leaves either no run
+        or one that can be resumed, and of two runs started with one run id, one gets
+        :class:`UserError`."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        aside = self.path.with_name(f".{self.path.name}.{os.getpid()}{TMP_SUFFIX}")
+        aside.mkdir()
+        try:
+            write_json(aside / self.config_file.name, config)
+            write_json(aside / self.meta_file.name, meta)
+            try:
+                os.rename(aside, self.path)  # fails on a folder that is there and not empty
+            except OSError as exc:
+                if self.path.is_dir():
+                    raise UserError(f"{self.path} exists already (use --resume to continue a run)") from None
+                raise exc
+        finally:
+            if aside.exists():
+                shutil.rmtree(aside, ignore_errors=True)
+        for stale in self.path.parent.glob(f".*{TMP_SUFFIX}"):  # runs killed while starting
+            if _dead(stale.name.rsplit(".", 2)[-2]):
+                shutil.rmtree(stale, ignore_errors=True)
+
+    def writing(self):
+        """Hold the folder's lock (``with folder.writing(): ...``); :class:`lock.Busy`
+        if another process holds it."""
+        return lock.hold(self.path)
+
     def read_config(self) -> dict:
         return read_json(self.config_file)
 
     def read_meta(self) -> dict:
-        return read_json(self.meta_file)
+        """``meta.json``, checked to hold what nnkit writes there."""
+        meta = read_json(self.meta_file)
+        for key, kind in _META.items():
+            if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
+                raise Damaged(self.meta_file, f"{key!r} is missing or not of type {kind.__name__}")
+        sizes = meta["chunk_sizes"]
+        if meta["points"] < 1 or meta["inits"] < 0 or len(sizes) != meta["points"]:
+            raise Damaged(self.meta_file, "its points, inits and chunk_sizes do not agree")
+        if any(c is not None and (type(c) is not int or c < 1) for c in sizes):
+            raise Damaged(self.meta_file, f"chunk_sizes holds something other than sizes: {sizes}")
+        if meta.get("finished") is not None and not isinstance(meta["finished"], str):
+            raise Damaged(self.meta_file, "'finished' is neither a time nor null")
+        if not isinstance(meta.get("sessions", []), list):
+            raise Damaged(self.meta_file, "'sessions' is not a list")
+        return meta
 
     def write_config(self, config: dict) -> None:
         write_json(self.config_file, config)
@@ -153,9 +290,22 @@ class RunFolder:
     def _chunk_stem(self, point: int, chunk: int) -> Path:
         return self.chunks / f"p{point:03d}-c{chunk:05d}"
 
-    def has_chunk(self, point: int, chunk: int) -> bool:
-        """Whether chunk ``chunk`` of sweep point ``point`` is written whole."""
-        return self._chunk_stem(point, chunk).with_suffix(".parquet").exists()
+    def has_chunk(self, point: int, chunk: int, rows: int, width: int, history: bool) -> bool:
+        """Whether chunk ``chunk`` of sweep point ``point`` (``rows`` inits of ``width``
+        parameters) is written; :class:`Damaged` if it is, but not whole."""
+        stem = self._chunk_stem(point, chunk)
+        table = stem.with_suffix(".parquet")
+        if not table.exists():
+            return False
+        hint = f"; remove chunks/{stem.name}.* to train that chunk again"
+        try:
+            read_parquet(table, ("init", "status", "loss"), rows)
+            npy_shape(stem.with_suffix(".npy"), (rows, width))
+            if history and not stem.with_suffix(".history.parquet").is_file():
+                raise Damaged(stem.with_suffix(".history.parquet"), "the file is missing")
+        except Damaged as exc:
+            raise Damaged(exc.path, str(exc).split(": ", 1)[1] + hint) from None
+        return True
 
     def write_chunk(self, point: int, chunk: int, theta, table: pd.DataFrame, history=None) -> None:
         """The parameters, history and, last (it marks the chunk done), the table of one
@@ -166,46 +316,84 @@ class RunFolder:
         write_npy(stem.with_suffix(".npy"), theta)
         write_parquet(stem.with_suffix(".parquet"), table)
 
-    def gather(self, points: int, order) -> None:
-        """Every chunk into ``runs.parquet`` (columns: ``point``, then those not in
-        ``order``, then ``order``), ``params/`` and ``history.parquet``; ``chunks/`` is
-        removed after."""
-        if not self.chunks.exists():
-            return
+    def gather(self, chunks: list[int], order) -> None:
+        """The ``chunks[p]`` chunks of every sweep point ``p`` into ``runs.parquet``
+        (columns: ``point``, then those not in ``order``, then ``order``), ``params/``
+        and ``history.parquet``. The chunks stay until :meth:`finish`."""
         frames, history = [], []
-        for p in range(points):
-            parts = sorted(self.chunks.glob(f"p{p:03d}-c*.npy"))
-            theta = np.concatenate([np.load(part) for part in parts])
-            write_npy(self.params_file(p), theta)
-            frames += [pd.read_parquet(part.with_suffix(".parquet")) for part in parts]
-            history += [pd.read_parquet(h) for h in sorted(self.chunks.glob(f"p{p:03d}-c*.history.parquet"))]
+        for p, count in enumerate(chunks):
+            stems = [self._chunk_stem(p, c) for c in range(count)]
+            tables = [read_parquet(stem.with_suffix(".parquet")) for stem in stems]
+            thetas = [read_npy(stem.with_suffix(".npy"), (len(t), None)) for stem, t in zip(stems, tables)]
+            write_npy(self.params_file(p), np.concatenate(thetas))
+            frames += tables
+            history += [read_parquet(h) for stem in stems if (h := stem.with_suffix(".history.parquet")).is_file()]
         runs = pd.concat(frames, ignore_index=True)
         front = ["point", *[c for c in runs.columns if c not in order]]
         runs = runs[front + [c for c in order if c != "point"]]
         write_parquet(self.runs_file, runs)
         if history:
             write_parquet(self.history_file, pd.concat(history, ignore_index=True))
-        shutil.rmtree(self.chunks)
+
+    def finish(self, meta: dict) -> None:
+        """Commit the gathered run (``meta`` with ``finished`` set, in one atomic
+        rewrite of ``meta.json``), then remove what it no longer needs."""
+        self.write_meta(meta)
+        self.clean()
+
+    def clean(self) -> None:
+        """Remove ``chunks/`` of a committed run and files left half-written by a killed
+        writer. Call it holding the lock."""
+        if self.chunks.exists():
+            shutil.rmtree(self.chunks)
+        for tmp in self.path.rglob(f".*{TMP_SUFFIX}"):
+            tmp.unlink(missing_ok=True)
 
     def remove(self) -> None:
         """Delete the whole folder (a run that a bad input stopped before any chunk)."""
         shutil.rmtree(self.path, ignore_errors=True)
 
 
+#: what every meta.json holds, with its type
+_META = {
+    "experiment": str,
+    "points": int,
+    "inits": int,
+    "chunk_sizes": list,
+    "backend": str,
+    "dtype": str,
+}
+
+
+def _dead(pid: str) -> bool:
+    """Whether no process ``pid`` runs here (the writer of a stale temporary folder)."""
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return True
+    except OSError:  # a process of another user: alive
+        return False
+    return False
+
+
 def find_resumable(root: Path, run_id: str | None) -> RunFolder:
     """The run ``run_id`` under ``root``, or the newest unfinished one there."""
     if run_id:
         folder = RunFolder(root / run_id)
-        if not folder.meta_file.is_file():
+        if not folder.path.is_dir():
             raise UserError(f"no run {run_id!r} to resume under {root}")
+        if not folder.meta_file.is_file():
+            raise Damaged(folder.meta_file, "the file is missing or not a file")
         return folder
     unfinished = []
     for path in root.glob("*/meta.json"):
+        if path.parent.name.startswith("."):
+            continue  # a run being created
         try:
-            meta = read_json(path)
-        except (OSError, ValueError):
+            meta = RunFolder(path.parent).read_meta()
+        except Damaged:
             continue  # not a run this version can continue
-        if isinstance(meta, dict) and not meta.get("finished"):
+        if not meta.get("finished"):
             unfinished.append((str(meta.get("created", "")), path.stat().st_mtime, path.parent))
     if not unfinished:
         raise UserError(f"no unfinished run of {root.name!r} to resume under {root}")

@@ -201,9 +201,18 @@ def from_dict(raw: dict, default_name: str = "experiment") -> Experiment:
 
 
 def check_plain_name(value: str, what: str) -> None:
-    """``value`` must be usable as one folder name (no separators, not . or ..)."""
-    if not value or any(c in value for c in "/\\") or value in (".", "..") or value != value.strip():
+    """``value`` must be usable as one folder name (no separators or control characters,
+    not . or .., not hidden, at most :data:`MAX_NAME` bytes)."""
+    plain = value and value not in (".", "..") and value == value.strip() and not value.startswith(".")
+    if not plain or any(c in value for c in "/\\") or any(ord(c) < 32 for c in value):
         raise ConfigError(f"{what} = {value!r} is not allowed (expected a plain folder name)")
+    if len(value.encode("utf-8", "surrogateescape")) > MAX_NAME:
+        raise ConfigError(f"{what} is {len(value.encode('utf-8', 'surrogateescape'))} bytes long (at most {MAX_NAME})")
+
+
+#: the longest experiment name or run id, in bytes (file systems allow 255 per name, and
+#: the run store adds a few characters to names it writes aside)
+MAX_NAME = 200
 
 
 def load(path, overrides=()) -> Experiment:

@@ -33,6 +33,12 @@ from ..core import validate
 from ..core.seeding import shuffle_rng
 from ..core.stops import Stop, labels
 
+#: the largest ``max_steps``: more than any run takes (a year at 3e7 steps per second),
+#: and far from the integer overflow of the compiled loops
+MAX_STEPS = 10**15
+#: the most history points per init
+MAX_HISTORY = 10**6
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -52,8 +58,9 @@ class TrainConfig:
 
     def check(self):
         validate.check(
-            self, "train", lr="> 0", momentum="in [0, 1)", batch_size=">= 1", max_steps=">= 0",
-            grad_tol=">= 0", max_loss="> 0", history=">= 0",
+            self, "train", lr="> 0", momentum="in [0, 1)", batch_size=">= 1",
+            max_steps=f"in [0, {MAX_STEPS:.0e}]", grad_tol=">= 0", max_loss="> 0",
+            history=f"in [0, {MAX_HISTORY:.0e}]",
         )  # fmt: skip
 
 
