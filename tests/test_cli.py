@@ -422,9 +422,13 @@ def test_resume_picks_newest_unfinished_run(tmp_path, exp_file, monkeypatch):
     interrupt_run(exp_file, results, "zz-named-first", monkeypatch)
     time.sleep(1.1)  # creation times have a resolution of one second
     newer = interrupt_run(exp_file, results, "20200102-000000-aaaa", monkeypatch)
+    monkeypatch.setattr(nnkit.training.chunk, "train", CountingTrain())
     (results / "tiny" / "broken").mkdir()
     (results / "tiny" / "broken" / "meta.json").write_text("{not json")
-    monkeypatch.setattr(nnkit.training.chunk, "train", CountingTrain())
+    # the newest folder is damaged: it may be the run meant, so nnkit says so
+    result = invoke("run", exp_file, "--results", results, "--resume", "-q", *CHUNKED)
+    assert_user_error(result, "broken/meta.json is damaged", "--run-id")
+    os.utime(results / "tiny" / "broken" / "meta.json", (0, 0))  # older than the others
     result = invoke("run", exp_file, "--results", results, "--resume", "-q", *CHUNKED)
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == str(newer)

@@ -412,3 +412,28 @@ def test_the_numba_backend_runs_with_a_refused_cache(exp_file, tmp_path, monkeyp
     assert result.exit_code == 0, result.output
     assert "kernel cache" in result.stderr
     assert not (shared / "kernels" / "__pycache__").exists()
+
+
+# -- a run held by another writer, and a long run -------------------------------------
+
+
+def test_plot_and_minima_wait_for_no_one(made, tmp_path):
+    from nnkit.runs import lock
+
+    _, results = made
+    run = tmp_path / "res" / "dmg" / "done"
+    shutil.copytree(results / "dmg" / "done", run)
+    before = snapshot(run)
+    with lock.hold(run):
+        for command in ("plot", "minima"):
+            assert_one_line(invoke(command, run), "being written by another nnkit process")
+    assert snapshot(run) == before
+
+
+def test_a_run_that_would_take_days_says_so(exp_file, tmp_path, monkeypatch):
+    from nnkit.runs import executor
+
+    monkeypatch.setattr(executor, "LONG_RUN_S", 0.0)
+    result = invoke("run", exp_file, "--results", tmp_path / "res", "-q")
+    assert result.exit_code == 0, result.output
+    assert "at the speed of the first chunk the rest of this run takes about" in result.stderr

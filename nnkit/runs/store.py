@@ -42,7 +42,7 @@ class Damaged(UserError):
 
     def __init__(self, path, what: str):
         super().__init__(f"{path} is damaged: {what}")
-        self.path = Path(path)
+        self.path, self.what = Path(path), what
 
 
 @contextmanager
@@ -304,7 +304,7 @@ class RunFolder:
             if history and not stem.with_suffix(".history.parquet").is_file():
                 raise Damaged(stem.with_suffix(".history.parquet"), "the file is missing")
         except Damaged as exc:
-            raise Damaged(exc.path, str(exc).split(": ", 1)[1] + hint) from None
+            raise Damaged(exc.path, exc.what + hint) from None
         return True
 
     def write_chunk(self, point: int, chunk: int, theta, table: pd.DataFrame, history=None) -> None:
@@ -385,16 +385,22 @@ def find_resumable(root: Path, run_id: str | None) -> RunFolder:
         if not folder.meta_file.is_file():
             raise Damaged(folder.meta_file, "the file is missing or not a file")
         return folder
-    unfinished = []
+    unfinished, damaged = [], []
     for path in root.glob("*/meta.json"):
         if path.parent.name.startswith("."):
             continue  # a run being created
         try:
             meta = RunFolder(path.parent).read_meta()
-        except Damaged:
-            continue  # not a run this version can continue
+        except Damaged as exc:
+            damaged.append((path.stat().st_mtime, exc))
+            continue
         if not meta.get("finished"):
             unfinished.append((str(meta.get("created", "")), path.stat().st_mtime, path.parent))
-    if not unfinished:
+    newest = max(unfinished, default=None)
+    newest_damaged = max(damaged, default=None, key=lambda item: item[0])
+    if newest_damaged is not None and (newest is None or newest_damaged[0] > newest[1]):
+        exc = newest_damaged[1]  # it may be the run meant: say so rather than pick an older one
+        raise Damaged(exc.path, exc.what + " (name the run to resume with --run-id)")
+    if newest is None:
         raise UserError(f"no unfinished run of {root.name!r} to resume under {root}")
-    return RunFolder(max(unfinished)[2])
+    return RunFolder(newest[2])
