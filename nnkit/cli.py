@@ -9,6 +9,7 @@ overrides a choice) goes to stderr.
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import sys
 
@@ -34,6 +35,9 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except UserError as exc:
             raise _UserFacing(str(exc)) from None
+        except BrokenPipeError:  # the reader of our output went away (nnkit show | head)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(141)
         except OSError as exc:  # a folder that cannot be made or written, a full disk
             raise _UserFacing(_os_message(exc)) from None
         except MemoryError:
@@ -48,7 +52,7 @@ def _os_message(exc: OSError) -> str:
     what = exc.strerror or str(exc) or type(exc).__name__
     path = exc.filename
     if path is None:
-        return f"cannot write the results: {what}"
+        return what
     text = f"{path}: {what}"
     return f"{text} (and {exc.filename2})" if exc.filename2 else text
 

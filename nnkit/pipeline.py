@@ -93,22 +93,22 @@ def run_experiment(
     problems = study.problems(points)  # every point's data made and checked before any write
     be = _backend(backend or experiment.run.backend, problems)
     tasks = [study.task(exp) for _, exp in points]
-    limits.check_run(experiment, points, problems, results_dir)
-    if not resume:
-        folder.create(experiment.to_dict(), executor.initial_meta(experiment, be, points))
-    with folder.writing():
+    limits.check_run(experiment, points, problems, tasks, results_dir, disk=not resume)
+    held = folder.writing() if resume else folder.create(experiment.to_dict(), executor.initial_meta(experiment, be, points))
+    with held:  # one writer from the first file to the last figure
         meta = _resumable(folder, experiment, points, problems, tasks) if resume else folder.read_meta()
+        folder.sweep_starts()
         try:
             _train(folder, meta, experiment, points, problems, tasks, be, progress)
         except Exception:
             if not resume and not folder.chunks.exists():
                 folder.remove()  # a run that failed before its first chunk leaves nothing
             raise
-    if experiment.analysis.enabled:
-        try:
-            analyse_run(load(folder.path))
-        except KeyboardInterrupt:
-            raise Interrupted(folder.path, "analysis") from None
+        if experiment.analysis.enabled:
+            try:
+                analyse_run(load(folder.path))
+            except KeyboardInterrupt:
+                raise Interrupted(folder.path, "analysis") from None
     return folder.path
 
 
@@ -139,11 +139,11 @@ def _train(folder, meta, experiment, points, problems, tasks, be, progress) -> N
 
 def _backend(name: str, problems) -> backends.Backend:
     """The backend of the run: the one asked for, or, when no point's objective runs
-    there (:func:`nnkit.objective.runs_on`: an exact population loss is computed with
-    NumPy), the one they run on. Overriding a backend the user named earns a warning."""
+    there (:func:`nnkit.objective.runs_on`: an exact population loss runs on numba or
+    numpy), the one they run on. Overriding a backend the user named earns a warning."""
     where = {runs_on(problem, name) for problem in problems}
     if where != {name} and name != "auto":
-        log.warning("the exact population loss (data.population = true) is computed with NumPy: "
+        log.warning("the exact population loss (data.population = true) runs on numba or numpy only: "
                     "its points train on the numpy backend, not on %s", name)  # fmt: skip
     return backends.get(where.pop() if len(where) == 1 else name)
 
@@ -188,8 +188,9 @@ def analyse_run(run: Run, overrides=()) -> pd.DataFrame:
     exp = config.from_dict(raw)
     points = config.expand_sweep(exp)
     problems = study.problems(points)
-    run.check()  # every file it reads is whole before anything is written
     with run.folder.writing():
+        run.reload()  # as it is now that this process holds it
+        run.check()  # every file it reads is whole before anything is written
         minima = _analyse(run, points, problems)
         run.folder.clean()
         _write_figures(run)  # the final-loss histogram, the minima and their spectra among them
@@ -197,14 +198,14 @@ def analyse_run(run: Run, overrides=()) -> pd.DataFrame:
 
 
 def _analyse(run: Run, points, problems) -> pd.DataFrame:
-    """The analysis of ``run`` (held by this process): ``analysis.json`` is removed
-    first and written last, so a kill half-way leaves a run that reads as not
-    analysed."""
-    run.folder.analysis_file.unlink(missing_ok=True)
+    """The analysis of ``run`` (held by this process). Its files are written at the
+    end, ``analysis.json`` removed before the first and written after the last, so that
+    a kill while writing leaves a run that reads as not analysed (and a Ctrl-C before
+    leaves the earlier analysis as it was)."""
     host = backends.get("numpy")  # polishing and Hessians: float64 on the CPU
     runs = run.runs.drop(columns=[c for c in ANALYSIS_COLUMNS if c in run.runs.columns])
     started = time.perf_counter()
-    per_point, tables, settings = [], [], []
+    per_point, tables, settings, polished = [], [], [], []
     with np.errstate(all="ignore"):  # diverged inits are expected, and flagged
         for p, ((_, point_exp), problem) in enumerate(zip(points, problems)):
             rows = runs.index[runs["point"] == p]
@@ -220,7 +221,7 @@ def _analyse(run: Run, points, problems) -> pd.DataFrame:
             )  # fmt: skip
             per_init.index = rows
             per_point.append(per_init)
-            write_npy(run.folder.params_file(p, polished=True), theta)
+            polished.append(theta)
             for i, key in enumerate(run.sweep_keys):
                 minima.insert(i, key, runs.loc[rows[0], key])
             minima.insert(0, "point", p)
@@ -230,6 +231,9 @@ def _analyse(run: Run, points, problems) -> pd.DataFrame:
                      time.perf_counter() - t0)  # fmt: skip
     runs = runs.join(pd.concat(per_point)[list(ANALYSIS_COLUMNS)])
     minima = pd.concat(tables, ignore_index=True)
+    run.folder.analysis_file.unlink(missing_ok=True)
+    for p, theta in enumerate(polished):
+        write_npy(run.folder.params_file(p, polished=True), theta)
     write_parquet(run.folder.minima_file, minima)
     write_parquet(run.folder.runs_file, runs)
     write_json(run.folder.analysis_file, {
@@ -243,8 +247,9 @@ def _analyse(run: Run, points, problems) -> pd.DataFrame:
 def write_figures(run: Run) -> list[Path]:
     """Every figure of ``run`` into ``RUN/figures/``; a figure that no longer applies
     (no minima after a new analysis) is removed. Returns the files written."""
-    run.check()
     with run.folder.writing():
+        run.reload()
+        run.check()
         return _write_figures(run)
 
 

@@ -615,3 +615,15 @@ def test_resume_may_change_the_analysis_settings(tmp_path, exp_file, monkeypatch
                     "--set", "analysis.grad_tol=1e-9")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == str(run_dir)
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path, exp_file):
+    """``nnkit show RUN | head -1``: no traceback and no error line when the reader
+    goes away."""
+    done = invoke("run", exp_file, "--results", tmp_path / "res", "-q")
+    assert done.exit_code == 0, done.output
+    run_dir = done.stdout.strip()
+    cmd = f"{shlex.quote(sys.executable)} -m nnkit show {shlex.quote(run_dir)} | true"  # gone before nnkit writes
+    out = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, timeout=120)
+    assert out.stderr == ""
+    assert out.returncode in (0, 141)

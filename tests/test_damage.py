@@ -12,6 +12,8 @@ import json
 import os
 import shutil
 import stat
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -188,7 +190,7 @@ CHUNK_FILES = {
     "chunks/p000-c00000.parquet": [truncate, empty, garbage, table_rows_lost, table_columns_lost],
     "chunks/p000-c00000.npy": ARRAY_DAMAGE,
     "chunks/p001-c00001.npy": [truncate, array_rows_lost],
-    "chunks/p000-c00001.history.parquet": [missing],
+    "chunks/p000-c00001.history.parquet": [missing, truncate, garbage],
 }
 
 FINISHED_CASES = [(f, d) for f, ways in FINISHED_FILES.items() for d in ways]
@@ -243,12 +245,6 @@ def test_a_killed_analysis_reads_as_not_analysed(made, tmp_path):
     with pytest.raises(nnkit.UserError, match="no polished parameters"):
         loaded.params(0, polished=True)
     assert invoke("show", run).exit_code == 0
-
-
-def test_corpus_size():
-    """The corpus this file runs (kept here so that the note can quote it)."""
-    cases = len(FINISHED_CASES) * 3 + len(CHUNK_CASES)
-    assert cases >= 150
 
 
 # -- bad paths --------------------------------------------------------------------------
@@ -318,6 +314,11 @@ def test_inits_that_cannot_fit(exp_file, tmp_path):
     result = invoke("run", exp_file, "--results", tmp_path / "res", "--inits", 10**12, "-q")
     assert_one_line(result, "of memory", "lower inits")
     assert not (tmp_path / "res").exists()
+
+
+def test_history_beyond_the_limit(exp_file, tmp_path):
+    assert_one_line(invoke("run", exp_file, "--results", tmp_path, "--set", f"train.history={10**7}", "-q"),
+                    "train.history")  # fmt: skip
 
 
 def test_a_disk_too_small(exp_file, tmp_path, monkeypatch):
@@ -424,10 +425,22 @@ def test_plot_and_minima_wait_for_no_one(made, tmp_path):
     run = tmp_path / "res" / "dmg" / "done"
     shutil.copytree(results / "dmg" / "done", run)
     before = snapshot(run)
-    with lock.hold(run):
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from nnkit.runs import lock\n"
+         "with lock.hold(sys.argv[1]):\n    print('held', flush=True); time.sleep(60)", str(run)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
         for command in ("plot", "minima"):
             assert_one_line(invoke(command, run), "being written by another nnkit process")
+    finally:
+        holder.kill()
+        holder.wait()
     assert snapshot(run) == before
+    with lock.hold(run), lock.hold(run):  # one process nests its own holds
+        assert invoke("plot", run).exit_code == 0
 
 
 def test_a_run_that_would_take_days_says_so(exp_file, tmp_path, monkeypatch):

@@ -67,10 +67,12 @@ def write_experiment(folder: Path, steps: int = 200) -> Path:
     return path
 
 
-def nnkit_cmd(kill: int, results: Path, *args, popen=False):
-    """``nnkit ARGS`` in a fresh process, killed before its ``kill``-th change under
-    ``results`` (0: never)."""
-    cmd = [sys.executable, str(KILL_AT), str(kill), str(results), *map(str, args)]
+def nnkit_cmd(kill: int, run: Path, *args, popen=False):
+    """``nnkit ARGS`` in a fresh process, killed before its ``kill``-th change to the
+    run folder ``run`` (0: never)."""
+    results = run.parent.parent
+    results.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, str(KILL_AT), str(kill), str(run), *map(str, args)]
     if popen:
         return subprocess.Popen(cmd, cwd=results.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return subprocess.run(cmd, cwd=results.parent, capture_output=True, text=True, timeout=300)
@@ -87,10 +89,10 @@ def run_args(exp, results, run_id, backend, *more):
 def finish(exp, results, run_id, backend):
     """Continue the run ``run_id`` to its end, as a user would after a kill: resume it,
     or start it again where the kill came before the run existed."""
-    done = nnkit_cmd(0, results, *run_args(exp, results, run_id, backend, "--resume"))
+    done = nnkit_cmd(0, results / "k" / run_id, *run_args(exp, results, run_id, backend, "--resume"))
     if done.returncode == 2 and "no run" in done.stderr:
         assert not (results / "k" / run_id).exists()
-        done = nnkit_cmd(0, results, *run_args(exp, results, run_id, backend))
+        done = nnkit_cmd(0, results / "k" / run_id, *run_args(exp, results, run_id, backend))
     if done.returncode == 2 and "already finished" in done.stderr:
         return results / "k" / run_id  # killed after the commit (the resume cleaned up)
     assert done.returncode == 0, done.stderr
@@ -119,11 +121,11 @@ def harness(tmp_path_factory):
     results = folder / "res"
     refs, counts = {}, {}
     for backend in ("numpy", "numba"):
-        done = nnkit_cmd(0, results, *run_args(exp, results, f"ref-{backend}", backend))
+        done = nnkit_cmd(0, results / "k" / f"ref-{backend}", *run_args(exp, results, f"ref-{backend}", backend))
         assert done.returncode == 0, done.stderr
         refs[backend] = results / "k" / f"ref-{backend}"
         # the changes of a run whose results folder exists already, like the ones killed
-        probe = nnkit_cmd(0, results, *run_args(exp, results, f"probe-{backend}", backend))
+        probe = nnkit_cmd(0, results / "k" / f"probe-{backend}", *run_args(exp, results, f"probe-{backend}", backend))
         counts[backend] = changes(probe)
     return exp, results, refs, counts
 
@@ -140,7 +142,7 @@ def test_a_kill_at_any_instant_then_resume_gives_the_same_run(harness, backend):
     assert counts[backend] > 30  # the training, the gather, the commit and the clean-up
 
     def one(n):
-        killed = nnkit_cmd(n, results, *run_args(exp, results, f"{backend}-{n}", backend))
+        killed = nnkit_cmd(n, results / "k" / f"{backend}-{n}", *run_args(exp, results, f"{backend}-{n}", backend))
         assert killed.returncode == 137, (n, killed.stderr)
         assert_same_run(finish(exp, results, f"{backend}-{n}", backend), refs[backend])
 
@@ -155,7 +157,7 @@ def test_many_kill_and_resume_cycles(harness):
         run_id, first = f"cycles-{trial}", True
         while True:
             args = run_args(exp, results, run_id, "numpy", *(() if first else ("--resume",)))
-            done = nnkit_cmd(rng.randint(1, 8), results, *args)
+            done = nnkit_cmd(rng.randint(1, 8), results / "k" / run_id, *args)
             if done.returncode == 2 and "no run" in done.stderr:
                 first = True  # killed before the run existed: start it again
                 continue
@@ -164,6 +166,7 @@ def test_many_kill_and_resume_cycles(harness):
                 break
             assert done.returncode == 137, done.stderr
         assert_same_run(results / "k" / run_id, refs["numpy"])
+        assert not list((results / "k").glob(f".{run_id}.*")), "a killed start was left behind"
 
 
 def test_a_kill_at_any_instant_of_an_analysis(harness):
@@ -172,7 +175,7 @@ def test_a_kill_at_any_instant_of_an_analysis(harness):
     shutil.copytree(refs["numpy"], trained)
     ref = results / "k" / "analysed"
     shutil.copytree(trained, ref)
-    analysed = nnkit_cmd(0, results, "minima", ref, "-q")
+    analysed = nnkit_cmd(0, ref, "minima", ref, "-q")
     assert analysed.returncode == 0, analysed.stderr
     count = changes(analysed)
     assert count > 5  # the polished points, the tables, analysis.json, the figures
@@ -184,11 +187,11 @@ def test_a_kill_at_any_instant_of_an_analysis(harness):
 
     def one(item):
         n, copy = item
-        killed = nnkit_cmd(n, results, "minima", copy, "-q")
+        killed = nnkit_cmd(n, copy, "minima", copy, "-q")
         assert killed.returncode == 137, (n, killed.stderr)
-        shown = nnkit_cmd(0, results, "show", copy)
+        shown = nnkit_cmd(0, copy, "show", copy)
         assert shown.returncode == 0, shown.stderr  # whole: analysed, or not yet
-        again = nnkit_cmd(0, results, "minima", copy, "-q")
+        again = nnkit_cmd(0, copy, "minima", copy, "-q")
         assert again.returncode == 0, again.stderr
         assert_same_run(copy, ref, analysed=True)
 
@@ -199,14 +202,18 @@ def test_a_kill_at_any_instant_of_an_analysis(harness):
 def test_sigkill_at_random_times(tmp_path):
     exp = write_experiment(tmp_path, steps=20000)
     results = tmp_path / "res"
-    ref = nnkit_cmd(0, results, *run_args(exp, results, "ref", "numpy"))
+    ref = nnkit_cmd(0, results / "k" / "ref", *run_args(exp, results, "ref", "numpy"))
     assert ref.returncode == 0, ref.stderr
     rng = random.Random(2)
     kills = 0
     for attempt in range(6):
         args = run_args(exp, results, "killed", "numpy", *(("--resume",) if attempt else ()))
-        proc = nnkit_cmd(0, results, *args, popen=True)
-        time.sleep(rng.uniform(0.8, 2.5))
+        proc = nnkit_cmd(0, results / "k" / "killed", *args, popen=True)
+        for _ in range(400):  # until the run exists: the kill then comes while it trains or gathers
+            if (results / "k" / "killed" / "meta.json").exists() or proc.poll() is not None:
+                break
+            time.sleep(0.025)
+        time.sleep(rng.uniform(0.0, 1.5))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
@@ -224,7 +231,7 @@ def test_sigkill_at_random_times(tmp_path):
 def test_two_runs_with_one_run_id_at_once(tmp_path):
     exp = write_experiment(tmp_path, steps=3000)
     results = tmp_path / "res"
-    procs = [nnkit_cmd(0, results, *run_args(exp, results, "same", "numpy"), popen=True) for _ in range(2)]
+    procs = [nnkit_cmd(0, results / "k" / "same", *run_args(exp, results, "same", "numpy"), popen=True) for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
     codes = sorted(p.returncode for p in procs)
     assert codes == [0, 2], outs
@@ -237,17 +244,20 @@ def test_two_runs_with_one_run_id_at_once(tmp_path):
 def test_a_resume_while_the_run_goes_on_is_refused(tmp_path):
     exp = write_experiment(tmp_path, steps=20000)
     results = tmp_path / "res"
-    proc = nnkit_cmd(0, results, *run_args(exp, results, "busy", "numpy"), popen=True)
+    proc = nnkit_cmd(0, results / "k" / "busy", *run_args(exp, results, "busy", "numpy"), popen=True)
     meta = results / "k" / "busy" / "meta.json"
     for _ in range(600):
         if meta.exists() or proc.poll() is not None:
             break
         time.sleep(0.05)
+    checked = 0
     for extra in (("--resume", "--run-id", "busy"), ("--resume",)):
-        other = nnkit_cmd(0, results, "run", exp, "--results", results, "-q", *extra)
-        if proc.poll() is None:
+        other = nnkit_cmd(0, results / "k" / "busy", "run", exp, "--results", results, "-q", *extra)
+        if proc.poll() is None:  # the run was going on all the while
             assert other.returncode == 2, other.stderr
             assert "being written by another nnkit process" in other.stderr
+            checked += 1
+    assert checked, "the run ended before a resume was tried: give it more steps"
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert len(nnkit.load(results / "k" / "busy").runs) == 40
@@ -256,12 +266,12 @@ def test_a_resume_while_the_run_goes_on_is_refused(tmp_path):
 def test_two_resumes_at_once(tmp_path):
     exp = write_experiment(tmp_path, steps=3000)
     results = tmp_path / "res"
-    ref = nnkit_cmd(0, results, *run_args(exp, results, "ref", "numpy"))
+    ref = nnkit_cmd(0, results / "k" / "ref", *run_args(exp, results, "ref", "numpy"))
     assert ref.returncode == 0
-    killed = nnkit_cmd(12, results, *run_args(exp, results, "twice", "numpy"))
+    killed = nnkit_cmd(12, results / "k" / "twice", *run_args(exp, results, "twice", "numpy"))
     assert killed.returncode == 137
     procs = [
-        nnkit_cmd(0, results, *run_args(exp, results, "twice", "numpy", "--resume"), popen=True) for _ in range(2)
+        nnkit_cmd(0, results / "k" / "twice", *run_args(exp, results, "twice", "numpy", "--resume"), popen=True) for _ in range(2)
     ]
     outs = [p.communicate(timeout=300) for p in procs]
     codes = sorted(p.returncode for p in procs)
@@ -272,10 +282,7 @@ def test_two_resumes_at_once(tmp_path):
 
 
 def test_the_lock_is_exclusive_and_dies_with_its_process(tmp_path):
-    with lock.hold(tmp_path):
-        with pytest.raises(lock.Busy, match="being written"), lock.hold(tmp_path):
-            pass
-    with lock.hold(tmp_path):
+    with lock.hold(tmp_path), lock.hold(tmp_path):  # one process nests its own holds
         pass
     holder = subprocess.Popen(
         [sys.executable, "-c",
@@ -285,7 +292,7 @@ def test_the_lock_is_exclusive_and_dies_with_its_process(tmp_path):
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert holder.stdout.readline().strip() == "held"
-    with pytest.raises(lock.Busy), lock.hold(tmp_path):
+    with pytest.raises(lock.Busy, match="being written by another nnkit process"), lock.hold(tmp_path):
         pass
     holder.kill()
     holder.wait()

@@ -330,7 +330,10 @@ def _not_private(folder: Path) -> str | None:
     this user and be writable by no one else, and the folder above must not let others
     replace it (writable by others only with the sticky bit, as ``/tmp``)."""
     try:
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        missing = [p for p in (folder, *folder.parents) if not p.exists()]
+        for path in reversed(missing):  # made private whatever the umask says
+            path.mkdir(mode=0o700, exist_ok=True)
+            path.chmod(0o700)
         above = folder.parent.stat().st_mode  # others could move the folder away and plant one
         if above & 0o022 and not above & stat.S_ISVTX:
             return f"{folder.parent} can be written by other users (mode {stat.S_IMODE(above):o})"

@@ -16,23 +16,27 @@ from ..errors import UserError
 ROW_BYTES = 160
 #: bytes per stored parameter (the final parameters are kept in float64)
 PARAM_BYTES = 8
+#: bytes per row of history.parquet (point, init, step, loss, grad_norm)
+HISTORY_ROW_BYTES = 40
 
 
-def check_run(experiment, points, problems, results_dir) -> None:
+def check_run(experiment, points, problems, tasks, results_dir, disk: bool = True) -> None:
     """:class:`UserError` when the run of ``points`` cannot be held in memory when it
-    is gathered or cannot fit on the disk of ``results_dir``."""
+    is gathered or (``disk``: a new run) cannot fit on the disk of ``results_dir``,
+    where the chunks and the gathered files are there at once for a moment."""
     inits = sum(exp.inits for _, exp in points)
     params = [exp.inits * problem.model.size * PARAM_BYTES for (_, exp), problem in zip(points, problems)]
+    history = sum(exp.inits * (task.train.history + 2) * HISTORY_ROW_BYTES for (_, exp), task in zip(points, tasks))
     memory = physical_memory()
-    needed = inits * ROW_BYTES + max(params, default=0)
+    needed = inits * ROW_BYTES + max(params, default=0) + history
     if memory is not None and needed > memory // 2:
         raise UserError(
             f"{experiment.name}: {inits:,} inits need about {size(needed)} of memory when the run "
-            f"is gathered, more than half of this machine's {size(memory)}; lower inits (or split "
-            f"the study into several runs)"
+            f"is gathered, more than half of this machine's {size(memory)}; lower inits or "
+            f"train.history (or split the study into several runs)"
         )
-    on_disk = inits * ROW_BYTES + sum(params)
-    free = free_disk(results_dir)
+    on_disk = 2 * (inits * ROW_BYTES + sum(params) + history)
+    free = free_disk(results_dir) if disk else None
     if free is not None and on_disk > free:
         raise UserError(
             f"{experiment.name}: {inits:,} inits need about {size(on_disk)} on disk, and "

@@ -31,11 +31,43 @@ def _busy(path: Path) -> Busy:
     )
 
 
+#: the folders this process holds: path -> a record ``[count]`` of the ``hold`` blocks
+_HELD: dict[str, list] = {}
+
+
+def moved(old, new) -> None:
+    """The held folder ``old`` was renamed to ``new`` (the lock goes with it)."""
+    record = _HELD.pop(os.path.abspath(old), None)
+    if record is not None:
+        _HELD[os.path.abspath(new)] = record
+
+
 @contextmanager
 def hold(path):
     """Hold the lock of the folder ``path`` for the ``with`` block; :class:`Busy` if
-    another process holds it."""
+    another process holds it. Blocks of one process nest: an inner ``hold`` of a
+    folder the process holds already takes nothing more."""
     path = Path(path)
+    record = _HELD.get(os.path.abspath(path))
+    if record is not None:
+        record[0] += 1
+        try:
+            yield
+        finally:
+            record[0] -= 1
+        return
+    record = [1]
+    with _take(path):
+        _HELD[os.path.abspath(path)] = record
+        try:
+            yield
+        finally:
+            for key in [key for key, value in _HELD.items() if value is record]:
+                del _HELD[key]
+
+
+@contextmanager
+def _take(path: Path):
     if fcntl is not None:
         fd = os.open(path, os.O_RDONLY)
         try:

@@ -20,9 +20,11 @@ file and what is wrong with it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import socket
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,6 +37,9 @@ from . import lock
 
 #: the suffix of files being written (see :func:`atomic_path`)
 TMP_SUFFIX = ".tmp"
+#: names this machine in the folders a new run is made in (so that a results folder
+#: shared between machines never has one machine sweep up another's)
+_HOST = "".join(c for c in socket.gethostname() if c.isalnum() or c == "-")[:40] or "host"
 
 
 class Damaged(UserError):
@@ -229,27 +234,42 @@ class RunFolder:
         return self.path / "params" / f"point-{point:03d}{'-polished' if polished else ''}.npy"
 
     # -- reading and writing -------------------------------------------------------
-    def create(self, config: dict, meta: dict) -> None:
+    def create(self, config: dict, meta: dict) -> contextlib.ExitStack:
         """Make the folder of a new run holding ``config`` and ``meta``, in one atomic
-        step (a folder made aside and renamed into place): a kill leaves either no run
-        or one that can be resumed, and of two runs started with one run id, one gets
-        :class:`UserError`."""
+        step (a folder made aside, locked, and renamed into place): a kill leaves either
+        no run or one that can be resumed, and of two runs started with one run id, one
+        gets :class:`UserError`. Returns the held lock of the new run (a context to
+        close when done writing: ``with folder.create(...): ...``)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        aside = self.path.with_name(f".{self.path.name}.{os.getpid()}{TMP_SUFFIX}")
+        mine = f"{_HOST}.{os.getpid()}"
+        aside = self.path.with_name(f".{self.path.name}.{mine}{TMP_SUFFIX}")
+        shutil.rmtree(aside, ignore_errors=True)  # an earlier process of this pid, killed
         aside.mkdir()
+        held = contextlib.ExitStack()
         try:
             write_json(aside / self.config_file.name, config)
             write_json(aside / self.meta_file.name, meta)
+            held.enter_context(lock.hold(aside))  # the lock moves with the folder
             try:
                 os.rename(aside, self.path)  # fails on a folder that is there and not empty
             except OSError as exc:
                 if self.path.is_dir():
                     raise UserError(f"{self.path} exists already (use --resume to continue a run)") from None
                 raise exc
+        except BaseException:
+            held.close()
+            raise
         finally:
             if aside.exists():
                 shutil.rmtree(aside, ignore_errors=True)
-        for stale in self.path.parent.glob(f".*{TMP_SUFFIX}"):  # runs killed while starting
+        lock.moved(aside, self.path)
+        self.sweep_starts()
+        return held
+
+    def sweep_starts(self) -> None:
+        """Remove what runs killed while starting on this machine left beside this one
+        (their folders made aside)."""
+        for stale in self.path.parent.glob(f".*.{_HOST}.*{TMP_SUFFIX}"):
             if _dead(stale.name.rsplit(".", 2)[-2]):
                 shutil.rmtree(stale, ignore_errors=True)
 
@@ -301,8 +321,8 @@ class RunFolder:
         try:
             read_parquet(table, ("init", "status", "loss"), rows)
             npy_shape(stem.with_suffix(".npy"), (rows, width))
-            if history and not stem.with_suffix(".history.parquet").is_file():
-                raise Damaged(stem.with_suffix(".history.parquet"), "the file is missing")
+            if history:
+                read_parquet(stem.with_suffix(".history.parquet"), ("init", "step", "loss"))
         except Damaged as exc:
             raise Damaged(exc.path, exc.what + hint) from None
         return True
