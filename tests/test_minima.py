@@ -220,7 +220,7 @@ def test_population_study_end_to_end(tmp_path):
     done = cli.invoke(main, ["run", str(path), "--results", str(tmp_path / "r"), "-q"])
     assert done.exit_code == 0, done.output
     run = nnkit.load(done.output.strip().splitlines()[-1])
-    assert run.meta["backend"] == "numpy"  # the population objective is NumPy's
+    assert run.meta["backend"] == "numba"  # auto: the population loss's compiled kernels
     minima = pd.read_parquet(run.path / "minima.parquet")
     table = landing(run.runs, minima, run.sweep_keys)
     row = table.iloc[0]
@@ -236,10 +236,10 @@ def test_asking_another_backend_for_a_population_run_is_warned_about(tmp_path):
     path = tmp_path / "pop.toml"
     path.write_text(textwrap.dedent(POPULATION).replace("enabled = true", "enabled = false"))
     done = CliRunner().invoke(main, ["run", str(path), "--results", str(tmp_path / "r"), "-q",
-                                     "--backend", "numba", "--inits", "2", "--set", "train.max_steps=5"])  # fmt: skip
+                                     "--backend", "cuda", "--inits", "2", "--set", "train.max_steps=5"])  # fmt: skip
     assert done.exit_code == 0, done.output
     warnings = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
-    assert len(warnings) == 1 and "numpy" in warnings[0] and "numba" in warnings[0]
+    assert len(warnings) == 1 and "numpy" in warnings[0] and "cuda" in warnings[0]
     assert nnkit.load(done.stdout.strip()).meta["backend"] == "numpy"
     quiet = CliRunner().invoke(main, ["run", str(path), "--results", str(tmp_path / "r"), "-q", "--inits", "2",
                                       "--set", "train.max_steps=5"])  # fmt: skip

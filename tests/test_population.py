@@ -12,7 +12,7 @@ from nnkit.core.layout import Layout
 from nnkit.core.losses import ObjectiveSpec
 from nnkit.core.model import Model
 from nnkit.data import Dataset
-from nnkit.objective import PopulationObjective, Problem, Teacher, TeacherStudentPopulation, make_objective
+from nnkit.objective import PopulationObjective, Problem, Teacher, TeacherStudentPopulation, make_objective, runs_on
 from nnkit.training import TrainConfig, train
 
 
@@ -127,17 +127,19 @@ def test_predict_matches_reference_kernel():
 
 
 def test_the_objective_of_a_problem_with_a_teacher_is_the_closed_form():
-    """make_objective picks the population loss for a problem with a teacher, on NumPy
-    whatever the backend asked for."""
+    """make_objective picks the population loss for a problem with a teacher, on numba
+    or numpy as asked (NumPy for the GPU backends)."""
     rng = np.random.default_rng(0)
     lay = layout(4, 5, trained=True)
     model, V = Model(lay, ("relu",)), rng.normal(size=(4, 3))
     X = rng.normal(size=(11, 4))
     problem = Problem(model, ObjectiveSpec(half=True), Dataset(X, np.zeros(11), X[:0], np.zeros(0)),
                       Teacher(V, np.ones(3)))  # fmt: skip
-    for asked in ("numpy", "numba"):
+    for asked in ("numba", "numpy"):
         objective = make_objective(problem, backends.get(asked))
-        assert isinstance(objective, PopulationObjective) and objective.backend.name == "numpy"
+        assert isinstance(objective, PopulationObjective) and objective.backend.name == asked
+    assert runs_on(problem, "cuda") == runs_on(problem, "cupy") == "numpy"
+    assert runs_on(problem, "auto") == "numba"
     pop = TeacherStudentPopulation(lay, V, spec=ObjectiveSpec(half=True))
     theta = rng.normal(size=(3, lay.size))
     for got, want in zip(objective.value_and_grad(theta), pop.value_and_grad(theta)):
@@ -293,3 +295,57 @@ def test_trainer_runs_on_the_population_loss():
         train(make_objective(problem, backends.get("numpy")), theta0, TrainConfig(method="sgd"))
     assert np.all(np.abs(result.loss) < 1e-14)
     np.testing.assert_allclose(result.theta, np.tile(V.reshape(1, -1), (2, 1)), atol=1e-8)
+
+
+# -- the numba kernels against the closed form ---------------------------------------------
+
+
+def population_problem(lay, V, b=None, spec=None):
+    X = np.zeros((1, lay.d))
+    b = np.ones(V.shape[1]) if b is None else b
+    return Problem(Model(lay, ("relu",)), spec or ObjectiveSpec(half=True), Dataset(X, np.zeros(1), X, np.zeros(1)),
+                   Teacher(V, b))  # fmt: skip
+
+
+PENALTIES = [ObjectiveSpec(half=True), ObjectiveSpec(l2=0.03), ObjectiveSpec(half=True, l1=0.02, l2=0.01)]
+
+
+@pytest.mark.parametrize("d, k, ks, trained, value, b", CASES + [(14, 14, 14, False, 1.0, None), (7, 9, 2, True, 1.0, None)])
+@pytest.mark.parametrize("spec", PENALTIES, ids=["half", "l2", "l1-l2"])
+def test_numba_value_and_gradient_match_the_closed_form(d, k, ks, trained, value, b, spec):
+    rng = np.random.default_rng(d * 100 + k * 10 + ks)
+    lay = layout(d, k, trained, value)
+    V = rng.normal(size=(d, ks))
+    problem = population_problem(lay, V, b, spec)
+    theta = np.concatenate([special_students(lay, V, rng), 0.3 * rng.normal(size=(13, lay.size))])
+    theta[3, : d * k].reshape(d, k)[:, 1] = 0.0  # a dead unit
+    fast = make_objective(problem, backends.get("numba"))
+    ref = make_objective(problem, backends.get("numpy"))
+    (v1, g1), (v0, g0) = fast.value_and_grad(theta), ref.value_and_grad(theta)
+    np.testing.assert_allclose(v1, v0, rtol=1e-12, atol=1e-12 * np.abs(v0).max())
+    np.testing.assert_allclose(g1, g0, rtol=1e-12, atol=1e-12 * np.abs(g0).max())
+    np.testing.assert_allclose(fast.value(theta), v0, rtol=1e-12, atol=1e-12 * np.abs(v0).max())
+
+
+@pytest.mark.parametrize("method", ["gd", "momentum", "nesterov"])
+@pytest.mark.parametrize("trained", [False, True])
+def test_numba_training_matches_the_numpy_loop(method, trained):
+    rng = np.random.default_rng(5)
+    d, k = 5, 5
+    lay = layout(d, k, trained)
+    V = orthonormal(d, 1)
+    problem = population_problem(lay, V)
+    theta0 = rng.normal(size=(9, lay.size)) / np.sqrt(d)
+    theta0[-1] *= 40.0  # far out: with a trained output (curvature ~ |w|^2) it diverges
+    # loss_target < 0: the loss at the teacher rounds to either side of 0
+    cfg = TrainConfig(method=method, lr=0.2, momentum=0.5, max_steps=3000, grad_tol=1e-8, max_loss=1e4, loss_target=-1.0)
+    fast = make_objective(problem, backends.get("numba"))
+    assert fast.fuses(cfg) and not fast.fuses(TrainConfig(history=3))
+    got = train(fast, theta0, cfg)
+    want = train(make_objective(problem, backends.get("numpy")), theta0, cfg)
+    assert list(got.status) == list(want.status)
+    assert "converged" in want.status and ("diverged" in want.status) == trained
+    ok = want.status != "diverged"
+    np.testing.assert_allclose(got.steps[ok], want.steps[ok], atol=2)
+    np.testing.assert_allclose(got.theta[ok], want.theta[ok], atol=1e-7)
+    np.testing.assert_allclose(got.loss[ok], want.loss[ok], atol=1e-12)

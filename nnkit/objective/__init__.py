@@ -24,9 +24,14 @@ __all__ = [
 
 def runs_on(problem: Problem, name: str) -> str:
     """The backend the objective of ``problem`` runs on when backend ``name`` is asked
-    for: a population loss is computed by its closed form on the host with NumPy,
-    whatever the backend; the loss on samples runs where it is asked to."""
-    return "numpy" if problem.population else name
+    for: a population loss runs on the backends of its closed form
+    (:attr:`PopulationObjective.BACKENDS`; ``auto`` picks the first usable, others
+    get NumPy on the host); the loss on samples runs where it is asked to."""
+    if not problem.population or name in PopulationObjective.BACKENDS:
+        return name
+    if name == "auto":
+        return next(b for b in PopulationObjective.BACKENDS if backends.probe(b).usable)
+    return "numpy"
 
 
 def make_objective(problem: Problem, backend) -> Objective:

@@ -300,19 +300,43 @@ class TeacherStudentPopulation:
 
 
 class PopulationObjective(Objective):
-    """The exact population loss of a problem with a teacher (:class:`Teacher`), on the
-    host with NumPy: the closed form above, batched over the rows of ``theta``."""
+    """The exact population loss of a problem with a teacher (:class:`Teacher`): the
+    closed form above, batched over the rows of ``theta``; on the ``numba`` backend its
+    value, gradient and full-batch training run in compiled kernels
+    (:mod:`nnkit.backends.numba_population`), elsewhere with NumPy on the host."""
+
+    #: the backends the closed form runs on (others train it on numpy)
+    BACKENDS = ("numba", "numpy")
+    #: the training methods the numba kernel runs whole
+    FUSED_METHODS = ("gd", "momentum", "nesterov")
 
     def __init__(self, problem, backend):
         super().__init__(problem, backend)
         teacher = problem.teacher
         self.closed_form = TeacherStudentPopulation(problem.model, teacher.V, teacher.b, problem.spec)
+        self._compiled = backend.name == "numba"
+
+    def _consts(self):
+        cf, lay = self.closed_form, self.closed_form.layout
+        return (
+            lay.d, lay.widths[0], lay.output_trained, float(lay.output_value or 0.0),
+            np.ascontiguousarray(cf.V.T), np.ascontiguousarray(cf.b), cf.teacher_norm, cf.scale,
+            np.asarray(cf._mask, dtype=np.float64), float(cf.spec.l2), float(cf.spec.l1),
+        )  # fmt: skip
 
     def value_and_grad(self, theta):
-        return self.closed_form.value_and_grad(theta)
+        if not self._compiled or theta.dtype != np.float64:
+            return self.closed_form.value_and_grad(theta)
+        from ..backends import numba_population as kernels
+
+        theta = np.ascontiguousarray(theta)
+        R = theta.shape[0]
+        grad, value = np.empty_like(theta), np.empty(R)
+        self.backend.run_threads(kernels.value_and_grad, (theta, grad, value, *self._consts()), self.backend.split(R))
+        return value, grad
 
     def value(self, theta):
-        return self.closed_form.value(theta)
+        return self.value_and_grad(theta)[0] if self._compiled else self.closed_form.value(theta)
 
     def hessian(self, theta):
         return self.closed_form.hessian(theta)
@@ -320,8 +344,32 @@ class PopulationObjective(Objective):
     def predict(self, theta, X):
         return self.closed_form.predict(theta, self.backend.asarray(X, theta.dtype))
 
+    def fuses(self, cfg) -> bool:
+        return self._compiled and cfg.method in self.FUSED_METHODS and cfg.history == 0 and cfg.dtype == "float64"
+
+    def train_fused(self, theta0, cfg):
+        from ..backends import Fused
+        from ..backends import numba_population as kernels
+
+        theta = np.array(theta0, dtype=np.float64, order="C")
+        R = theta.shape[0]
+        status = np.zeros(R, dtype=np.int8)
+        steps = np.zeros(R, dtype=np.int64)
+        loss, norm = np.full(R, np.nan), np.full(R, np.nan)
+        args = (
+            theta, *self._consts(), cfg.lr, cfg.momentum, self.FUSED_METHODS.index(cfg.method), cfg.max_steps,
+            cfg.grad_tol, cfg.loss_target, cfg.max_loss, status, steps, loss, norm,
+        )  # fmt: skip
+        # inits stop at very different steps: many small ranges keep every thread busy
+        step = max(1, -(-R // (8 * self.backend.threads)))
+        self.backend.run_threads(kernels.train, args, [(a, min(a + step, R)) for a in range(0, R, step)])
+        return Fused(theta, status, steps, loss, norm)
+
     def stored_per_init(self, cfg) -> int:
+        if self.fuses(cfg):
+            return 0  # the kernel keeps a gradient and a buffer per thread, not per init
         # the (k, k + k*, d) pair quantities of the gradient, a few of them at once
         lay, m = self.model.layout, self.problem.teacher.V.shape[1]
         k = lay.widths[0]
         return 4 * k * (k + m) * (lay.d + 1)
+

@@ -1,0 +1,235 @@
+"""The population cases of ``nnkit bench`` (``--case P14``): ``R`` ReLU students with
+``k`` units and a fixed output of ones learn an orthonormal teacher of ``k`` units in
+``d = k`` dimensions on the exact population loss (``half``: ``E[(f - y)^2] / 2``),
+by plain gradient descent from ``W ~ N(0, 1/d)``, each init until its gradient norm is
+at most ``grad_tol`` (or ``max_steps``). What is timed is the whole study: every init to
+its end. Each implementation runs in a process of its own
+(``python -m nnkit.bench.population``) and prints one JSON line: its median wall time,
+the steps taken by all inits, and the mean final loss, which must agree between them.
+
+The peers: a NumPy loop batched over the inits whose intermediates are ``(R, k, k)``
+angle and norm matrices (cosines from the Gram matrix, as a researcher writes it), and
+JAX ``vmap(grad(loss))`` of the same closed form under ``jit``; both stop an init as
+nnkit does (its gradient norm at most ``grad_tol``, the loss at most 0, or divergence).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class PopulationCase:
+    name: str
+    R: int
+    k: int
+    lr: float = 0.1
+    grad_tol: float = 1e-9
+    max_steps: int = 200_000
+
+    def label(self) -> str:
+        return f"{self.name} (R={self.R:,} k=d={self.k} lr={self.lr} to |g| <= {self.grad_tol:g})"
+
+
+POPULATION_CASES = {"P14": PopulationCase("P14", 200, 14)}
+
+
+def problem(case: PopulationCase, seed: int = 0):
+    """Teacher ``V (d, k)`` (orthonormal columns) and inits ``theta0 (R, d k)``."""
+    rng = np.random.default_rng(seed)
+    V = np.linalg.qr(rng.standard_normal((case.k, case.k)))[0]
+    theta0 = rng.standard_normal((case.R, case.k * case.k)) / math.sqrt(case.k)
+    return V, theta0
+
+
+def nnkit_impl(backend_name):
+    """nnkit's trainer on the population objective of ``backend_name``."""
+
+    def prepare(case, V):
+        from nnkit import backends
+        from nnkit.core.layout import Layout
+        from nnkit.core.losses import ObjectiveSpec
+        from nnkit.core.model import Model
+        from nnkit.data import Dataset
+        from nnkit.objective import Problem, Teacher, make_objective
+        from nnkit.training import TrainConfig, train
+
+        d = k = case.k
+        model = Model(Layout(d, (k,), (False,), output_trained=False, output_value=1.0, output_bias=False), ("relu",))
+        X = np.zeros((1, d))
+        data = Dataset(X, np.zeros(1), X, np.zeros(1))
+        objective = make_objective(
+            Problem(model, ObjectiveSpec(half=True), data, Teacher(V, np.ones(k))), backends.get(backend_name)
+        )
+        cfg = TrainConfig(lr=case.lr, max_steps=case.max_steps, grad_tol=case.grad_tol)
+
+        def run(theta0):
+            res = train(objective, theta0, cfg)
+            return res.loss, res.steps
+
+        return run
+
+    return prepare
+
+
+def numpy_loop(case, V):
+    """The closed form batched over inits with NumPy, ``(R, k, k)`` intermediates."""
+    b = np.ones(V.shape[1])
+    VV = V.T @ V
+    nv = np.sqrt(np.diag(VV))
+    Kvv = _kernel(VV, nv[:, None] * nv[None, :])[1]
+    teacher = float(b @ Kvv @ b)
+
+    def loss_grad(W):  # W (R, d, k) -> loss (R,), grad (R, d, k)
+        Wt = np.transpose(W, (0, 2, 1))
+        nw = np.sqrt(np.sum(Wt * Wt, axis=-1))  # (R, k)
+        G = np.matmul(Wt, W)  # (R, k, k)
+        T = np.matmul(Wt, V)  # (R, k, m)
+        ts, Ks = _kernel(G, nw[:, :, None] * nw[:, None, :])
+        tt, Kt = _kernel(T, nw[:, :, None] * nv[None, None, :])
+        idx = np.arange(W.shape[2])
+        Ks[:, idx, idx] = 0.5 * nw * nw
+        loss = 0.5 * (Ks.sum(axis=(1, 2)) - 2.0 * (Kt @ b).sum(axis=1) + teacher)
+        # grad_w k(w, u) = (|u| sin t w/|w| + (pi - t) u) / (2 pi)
+        ss = np.sqrt(np.maximum(1.0 - np.cos(ts) ** 2, 0.0)) * nw[:, None, :]
+        st = np.sqrt(np.maximum(1.0 - np.cos(tt) ** 2, 0.0)) * nv[None, None, :]
+        ss[:, idx, idx] = 0.0
+        ps, pt = np.pi - ts, (np.pi - tt) * b
+        ps[:, idx, idx] = np.pi / 2.0  # G(w, w) = w / 2
+        inv = np.where(nw > 0, 1.0 / np.where(nw > 0, nw, 1.0), 0.0)
+        coef = (ss.sum(axis=2) - (st * b).sum(axis=2)) * inv  # (R, k): times w_i
+        D = coef[:, :, None] * Wt + np.matmul(ps, Wt) - np.matmul(pt, V.T)
+        return loss, np.transpose(D, (0, 2, 1)) / np.pi  # 2 / (2 pi), times the half
+
+    def run(theta0):
+        R, d, k = theta0.shape[0], V.shape[0], V.shape[1]
+        W = theta0.reshape(R, d, k).copy()
+        live = np.arange(R)
+        loss_out, steps = np.full(R, np.nan), np.zeros(R, dtype=np.int64)
+        for t in range(case.max_steps + 1):
+            loss, g = loss_grad(W)
+            norm = np.sqrt(np.sum(g * g, axis=(1, 2)))
+            done = (norm <= case.grad_tol) | (loss <= 0.0) | ~np.isfinite(loss) | (t == case.max_steps)
+            if done.any():
+                loss_out[live[done]], steps[live[done]] = loss[done], t
+                keep = ~done
+                live, W, g = live[keep], W[keep], g[keep]
+                if live.size == 0:
+                    break
+            W -= case.lr * g
+        return loss_out, steps
+
+    return run
+
+
+def _kernel(dot, norms):
+    """Angles ``t`` and ``k = norms (sin t + (pi - t) cos t) / (2 pi)`` from dot products."""
+    cos = np.clip(dot / np.where(norms > 0, norms, 1.0), -1.0, 1.0)
+    t = np.arccos(cos)
+    return t, norms * (np.sqrt(1.0 - cos * cos) + (np.pi - t) * cos) / (2.0 * np.pi)
+
+
+def jax_vmap(case, V):
+    """JAX ``vmap(grad(loss))`` of the closed form under ``jit``, float64."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    Vj = jnp.asarray(V)
+    nv = jnp.linalg.norm(Vj, axis=0)
+    k = V.shape[1]
+    eye = jnp.eye(k, dtype=bool)
+
+    def kernel(dot, norms):
+        cos = jnp.clip(dot / jnp.where(norms > 0, norms, 1.0), -1.0, 1.0)
+        t = jnp.arccos(cos)
+        return norms * (jnp.sqrt(jnp.maximum(1.0 - cos * cos, 0.0)) + (jnp.pi - t) * cos) / (2.0 * jnp.pi)
+
+    teacher = jnp.sum(jnp.where(eye, 0.5 * nv[:, None] ** 2, kernel(Vj.T @ Vj, nv[:, None] * nv[None, :])))
+
+    def loss(w):  # one student, w (d k,)
+        W = w.reshape(V.shape[0], k)
+        nw = jnp.sqrt(jnp.sum(W * W, axis=0) + 1e-300)
+        Ks = jnp.where(eye, 0.5 * nw[:, None] ** 2, kernel(W.T @ W, nw[:, None] * nw[None, :]))
+        Kt = kernel(W.T @ Vj, nw[:, None] * nv[None, :])
+        return 0.5 * (jnp.sum(Ks) - 2.0 * jnp.sum(Kt) + teacher)
+
+    value_and_grad = jax.jit(jax.vmap(jax.value_and_grad(loss)))
+
+    @jax.jit
+    def step(w):
+        value, g = value_and_grad(w)
+        return w - case.lr * g, value, jnp.sqrt(jnp.sum(g * g, axis=1))
+
+    def run(theta0):
+        w = jnp.asarray(theta0)
+        R = theta0.shape[0]
+        running = np.ones(R, dtype=bool)
+        loss_out, steps = np.full(R, np.nan), np.zeros(R, dtype=np.int64)
+        frozen = w
+        for t in range(case.max_steps + 1):
+            nxt, value, norm = step(w)
+            value, norm = np.asarray(value), np.asarray(norm)
+            done = running & ((norm <= case.grad_tol) | (value <= 0.0) | ~np.isfinite(value) | (t == case.max_steps))
+            if done.any():
+                loss_out[done], steps[done] = value[done], t
+                running &= ~done
+                if not running.any():
+                    break
+            frozen = jnp.where(jnp.asarray(running)[:, None], nxt, frozen)  # stopped inits stay
+            w = frozen
+        return loss_out, steps
+
+    return run
+
+
+IMPLS = {"nnkit-numba": nnkit_impl("numba"), "nnkit-numpy": nnkit_impl("numpy"),
+         "numpy-loop": numpy_loop, "jax-vmap": jax_vmap}  # fmt: skip
+#: the module each peer needs
+NEEDS = {"numpy-loop": "numpy", "jax-vmap": "jax"}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--case", required=True, choices=sorted(POPULATION_CASES))
+    parser.add_argument("--impl", required=True, choices=sorted(IMPLS))
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--inits", type=int, default=0, help="only the first INITS inits (0: all)")
+    args = parser.parse_args(argv)
+    case = POPULATION_CASES[args.case]
+    if args.inits:
+        case = PopulationCase(case.name, args.inits, case.k, case.lr, case.grad_tol, case.max_steps)
+    V, theta0 = problem(case)
+    theta0 = theta0[: case.R]
+    t0 = time.perf_counter()
+    run = IMPLS[args.impl](case, V)
+    run(theta0[: min(case.R, 4)])  # warm-up: compilation, caches, thread pools
+    warm = time.perf_counter() - t0
+    times = []
+    for _ in range(max(args.repeats, 1)):
+        t0 = time.perf_counter()
+        loss, steps = run(theta0)
+        times.append(time.perf_counter() - t0)
+    seconds = statistics.median(times)
+    row = {
+        "case": case.name, "impl": args.impl, "seconds": seconds, "times": times, "warmup_s": warm,
+        "init_steps": int(np.sum(steps)), "init_steps_per_s": float(np.sum(steps)) / seconds,
+        "mean_final_loss": float(np.mean(loss)),
+        "converged": int(np.sum(np.asarray(loss) < 1e-10)),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2.0**20 if sys.platform == "darwin" else 1024.0),
+    }  # fmt: skip
+    print(json.dumps(row))
+
+
+if __name__ == "__main__":
+    main()
