@@ -75,7 +75,7 @@ def test_cli_writes_parquet_and_markdown(tmp_path):
 def test_cli_unknown_case_is_one_line():
     result = CliRunner().invoke(main, ["bench", "--case", "B9"])
     assert result.exit_code == 2
-    assert result.stderr.strip() == "Error: unknown case 'B9' (expected one of B1, B2, B3)"
+    assert result.stderr.strip() == "Error: unknown case 'B9' (expected one of B1, B2, B3, P14)"
 
 
 def test_a_failing_implementation_is_reported_not_fatal():
@@ -214,3 +214,53 @@ def test_gpu_check_stops_at_once_without_a_gpu(tmp_path):
     assert done.returncode == 2 and time.monotonic() - started < 30
     assert done.stderr.strip() == "gpu_check: no usable CUDA GPU: CuPy is not installed"
     assert not (tmp_path / "out").exists()
+
+
+# -- the population cases -----------------------------------------------------------
+
+
+def test_the_numpy_loop_peer_is_the_closed_form():
+    from nnkit.bench.population import loop_loss_grad
+    from nnkit.core.layout import Layout
+    from nnkit.core.losses import ObjectiveSpec
+    from nnkit.objective import TeacherStudentPopulation
+
+    rng = np.random.default_rng(0)
+    d = k = 6
+    V = np.linalg.qr(rng.standard_normal((d, d)))[0]
+    lay = Layout(d=d, widths=(k,), bias=(False,), output_trained=False, output_bias=False)
+    theta = rng.standard_normal((4, d * k))
+    value, grad = TeacherStudentPopulation(lay, V, np.ones(k), ObjectiveSpec(half=True)).value_and_grad(theta)
+    got_value, got_grad = loop_loss_grad(theta.reshape(4, d, k), V)
+    np.testing.assert_allclose(got_value, value, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(got_grad.reshape(4, -1), grad, rtol=1e-10, atol=1e-13)
+
+
+def test_population_bench_runs_nnkit_and_the_peers_to_the_same_loss():
+    from nnkit.bench import population
+
+    impls, notes = population.implementations(["numba", "cuda"], with_peers=True)
+    assert "nnkit-numba" in impls and "numpy-loop" in impls
+    assert any(note.startswith("nnkit-cuda") for note in notes)
+    table = population.bench(["P14"], [i for i in impls if i != "jax-vmap"] + ["nnkit-numpy"], repeats=1, inits=5)
+    assert set(table["impl"]) >= {"nnkit-numba", "nnkit-numpy", "numpy-loop"} and not table["error"].any()
+    np.testing.assert_allclose(table["mean_final_loss"], table["mean_final_loss"].iloc[0], rtol=1e-8, atol=1e-12)
+    assert (table["init_steps_per_s"] > 0).all()
+    loop = table.set_index("impl").loc["numpy-loop"]
+    assert loop["vs_numpy_loop"] == 1.0
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
+def test_the_jax_peer_agrees_with_the_numpy_loop():
+    from nnkit.bench import population
+
+    case = population.PopulationCase("tiny", 4, 5, max_steps=3000)
+    V, theta0 = population.problem(case)
+    want = population.numpy_loop(case, V)(theta0)[0]
+    got = population.jax_vmap(case, V)(theta0)[0]
+    np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-12)
+
+
+def test_the_population_case_runs_alone():
+    result = CliRunner().invoke(main, ["bench", "--case", "P14", "--case", "B1"])
+    assert result.exit_code == 2 and "on their own" in result.stderr

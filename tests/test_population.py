@@ -349,3 +349,21 @@ def test_numba_training_matches_the_numpy_loop(method, trained):
     np.testing.assert_allclose(got.steps[ok], want.steps[ok], atol=2)
     np.testing.assert_allclose(got.theta[ok], want.theta[ok], atol=1e-7)
     np.testing.assert_allclose(got.loss[ok], want.loss[ok], atol=1e-12)
+
+
+@pytest.mark.parametrize("d, k, ks, trained, value, b", CASES)
+def test_the_lean_gradient_matches_the_pairwise_form(d, k, ks, trained, value, b):
+    """value_and_grad (angles from cosines, (R, k, k + k*) arrays) against the pairwise
+    quantities the Hessian uses (angles from the projections), near t = 0 and pi too."""
+    rng = np.random.default_rng(7 * d + k)
+    lay = layout(d, k, trained, value)
+    V = rng.normal(size=(d, ks))
+    pop = TeacherStudentPopulation(lay, V, b)
+    theta = np.concatenate([special_students(lay, V, rng), rng.normal(size=(5, lay.size))])
+    theta[2, : d * k].reshape(d, k)[:, 0] = 0.0  # a dead unit
+    q = pop._quantities(np, theta, 1)
+    _, gw, ga = pop._grad_parts(np, q)
+    want_v, want_g = pop.scale * q["loss"], pop.scale * pop._flat(np, gw, ga)
+    got_v, got_g = pop.value_and_grad(theta)
+    np.testing.assert_allclose(got_v, want_v, rtol=1e-12, atol=1e-13 * np.abs(want_v).max())
+    np.testing.assert_allclose(got_g, want_g, rtol=1e-10, atol=1e-12 * np.abs(want_g).max())

@@ -28,10 +28,19 @@ def bench(case_names, customs, backend_list, peers, repeats, scaling_too, gpu, r
         for path in paths:
             echo_err(str(path))
         return
+    from . import population
+
+    wanted = [n for n in case_names if n in population.POPULATION_CASES]
+    if wanted:
+        if len(wanted) != len(case_names) or customs or scaling_too:
+            raise UserError("the population cases (P14) run on their own: no other --case, --custom or --scaling")
+        _population(wanted, backend_list, peers, repeats, results_dir, command, echo, echo_err)
+        return
     cases = []
     for name in case_names or (() if customs else tuple(CASES)):
         if name not in CASES:
-            raise UserError(f"unknown case {name!r} (expected one of {', '.join(CASES)})")
+            known = ", ".join([*CASES, *population.POPULATION_CASES])
+            raise UserError(f"unknown case {name!r} (expected one of {known})")
         cases.append(CASES[name])
     for spec in customs:
         try:
@@ -61,5 +70,29 @@ def bench(case_names, customs, backend_list, peers, repeats, scaling_too, gpu, r
                                  header.replace("# nnkit bench", "# nnkit bench --scaling"))  # fmt: skip
         echo(markdown(grow, cols))
         paths += grow_paths
+    for path in paths:
+        echo_err(str(path))
+
+
+def _population(names, backend_list, peers, repeats, results_dir, command, echo, echo_err) -> None:
+    """``nnkit bench --case P14``: whole population studies, nnkit against the peers."""
+    from . import population
+
+    impls, notes = population.implementations(
+        [b.strip() for b in (backend_list or "numba").split(",") if b.strip()], peers
+    )
+    for note in notes:
+        echo_err(f"skipped {note}")
+    if not impls:
+        raise UserError("nothing to time: no usable backend or peer")
+    table = population.bench(names, impls, repeats=repeats, echo=echo_err)
+    machine = f"{cpu_device()}, {platform.system()} {platform.machine()}, Python {platform.python_version()}"
+    labels = "; ".join(population.POPULATION_CASES[n].label() for n in names)
+    header = (f"# nnkit bench (population), {time.strftime('%Y-%m-%d')}\n\nMachine: {machine}. Cases: {labels}. "
+              f"Command: `{command}`. Seconds for the whole study (every init to its stop), medians of "
+              f"{repeats} runs after a warm-up, each implementation in its own process.")  # fmt: skip
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    paths = write_table(table, Path(results_dir) / "bench", f"population-{stamp}", header, population.COLUMNS)
+    echo(markdown(table, population.COLUMNS))
     for path in paths:
         echo_err(str(path))

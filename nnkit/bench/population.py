@@ -81,34 +81,36 @@ def nnkit_impl(backend_name):
     return prepare
 
 
+def loop_loss_grad(W, V):
+    """The NumPy peer's half population loss ``(R,)`` and gradient ``(R, d, k)`` of
+    students ``W (R, d, k)`` with outputs one against the teacher ``V (d, m)``, with
+    ``(R, k, k)`` and ``(R, k, m)`` intermediates only."""
+    nv = np.sqrt(np.sum(V * V, axis=0))
+    idx_m = np.arange(V.shape[1])
+    Kvv = _kernel(V.T @ V, nv[:, None] * nv[None, :])[1]
+    Kvv[idx_m, idx_m] = 0.5 * nv * nv
+    teacher = Kvv.sum()
+    Wt = np.transpose(W, (0, 2, 1))  # (R, k, d)
+    nw = np.sqrt(np.sum(Wt * Wt, axis=-1))  # (R, k)
+    idx = np.arange(W.shape[2])
+    ts, Ks = _kernel(np.matmul(Wt, W), nw[:, :, None] * nw[:, None, :])
+    tt, Kt = _kernel(np.matmul(Wt, V), nw[:, :, None] * nv[None, None, :])
+    Ks[:, idx, idx] = 0.5 * nw * nw
+    loss = 0.5 * (Ks.sum(axis=(1, 2)) - 2.0 * Kt.sum(axis=(1, 2)) + teacher)
+    # grad_w k(w, u) = (|u| sin t w/|w| + (pi - t) u) / (2 pi); G(w, w) = w / 2
+    ss = np.sin(ts) * nw[:, None, :]
+    st = np.sin(tt) * nv[None, None, :]
+    ss[:, idx, idx] = 0.0
+    ps = np.pi - ts
+    ps[:, idx, idx] = np.pi
+    inv = np.where(nw > 0, 1.0 / np.where(nw > 0, nw, 1.0), 0.0)
+    coef = (ss.sum(axis=2) - st.sum(axis=2)) * inv  # (R, k): times w_i
+    D = coef[:, :, None] * Wt + np.matmul(ps, Wt) - np.matmul(np.pi - tt, V.T)
+    return loss, np.transpose(D, (0, 2, 1)) / (2.0 * np.pi)
+
+
 def numpy_loop(case, V):
     """The closed form batched over inits with NumPy, ``(R, k, k)`` intermediates."""
-    b = np.ones(V.shape[1])
-    VV = V.T @ V
-    nv = np.sqrt(np.diag(VV))
-    Kvv = _kernel(VV, nv[:, None] * nv[None, :])[1]
-    teacher = float(b @ Kvv @ b)
-
-    def loss_grad(W):  # W (R, d, k) -> loss (R,), grad (R, d, k)
-        Wt = np.transpose(W, (0, 2, 1))
-        nw = np.sqrt(np.sum(Wt * Wt, axis=-1))  # (R, k)
-        G = np.matmul(Wt, W)  # (R, k, k)
-        T = np.matmul(Wt, V)  # (R, k, m)
-        ts, Ks = _kernel(G, nw[:, :, None] * nw[:, None, :])
-        tt, Kt = _kernel(T, nw[:, :, None] * nv[None, None, :])
-        idx = np.arange(W.shape[2])
-        Ks[:, idx, idx] = 0.5 * nw * nw
-        loss = 0.5 * (Ks.sum(axis=(1, 2)) - 2.0 * (Kt @ b).sum(axis=1) + teacher)
-        # grad_w k(w, u) = (|u| sin t w/|w| + (pi - t) u) / (2 pi)
-        ss = np.sqrt(np.maximum(1.0 - np.cos(ts) ** 2, 0.0)) * nw[:, None, :]
-        st = np.sqrt(np.maximum(1.0 - np.cos(tt) ** 2, 0.0)) * nv[None, None, :]
-        ss[:, idx, idx] = 0.0
-        ps, pt = np.pi - ts, (np.pi - tt) * b
-        ps[:, idx, idx] = np.pi / 2.0  # G(w, w) = w / 2
-        inv = np.where(nw > 0, 1.0 / np.where(nw > 0, nw, 1.0), 0.0)
-        coef = (ss.sum(axis=2) - (st * b).sum(axis=2)) * inv  # (R, k): times w_i
-        D = coef[:, :, None] * Wt + np.matmul(ps, Wt) - np.matmul(pt, V.T)
-        return loss, np.transpose(D, (0, 2, 1)) / np.pi  # 2 / (2 pi), times the half
 
     def run(theta0):
         R, d, k = theta0.shape[0], V.shape[0], V.shape[1]
@@ -116,7 +118,7 @@ def numpy_loop(case, V):
         live = np.arange(R)
         loss_out, steps = np.full(R, np.nan), np.zeros(R, dtype=np.int64)
         for t in range(case.max_steps + 1):
-            loss, g = loss_grad(W)
+            loss, g = loop_loss_grad(W, V)
             norm = np.sqrt(np.sum(g * g, axis=(1, 2)))
             done = (norm <= case.grad_tol) | (loss <= 0.0) | ~np.isfinite(loss) | (t == case.max_steps)
             if done.any():
@@ -197,6 +199,72 @@ IMPLS = {"nnkit-numba": nnkit_impl("numba"), "nnkit-numpy": nnkit_impl("numpy"),
          "numpy-loop": numpy_loop, "jax-vmap": jax_vmap}  # fmt: skip
 #: the module each peer needs
 NEEDS = {"numpy-loop": "numpy", "jax-vmap": "jax"}
+
+
+#: the columns of the population table
+COLUMNS = {
+    "case": "case", "impl": "implementation", "seconds": "seconds", "init_steps_per_s": "init-steps/s",
+    "vs_numpy_loop": "x NumPy loop", "vs_jax": "x JAX", "mean_final_loss": "mean final loss",
+    "converged": "at loss < 1e-10", "peak_rss_mb": "peak MB", "error": "error",
+}  # fmt: skip
+
+
+def implementations(backend_names, with_peers: bool) -> tuple[list[str], list[str]]:
+    """``(impls to run, notes on what was left out and why)`` for the population cases."""
+    import importlib.util
+
+    from ..about import install_hint
+
+    impls, notes = [], []
+    for name in backend_names:
+        if f"nnkit-{name}" in IMPLS:
+            impls.append(f"nnkit-{name}")
+        else:
+            notes.append(f"nnkit-{name}: the population loss runs on numba and numpy only")
+    if with_peers:
+        for peer, module in NEEDS.items():
+            if importlib.util.find_spec(module) is None:
+                notes.append(f"{peer}: not installed ({install_hint('bench')})")
+            else:
+                impls.append(peer)
+    return impls, notes
+
+
+def bench(names, impls, repeats=3, timeout=3600, echo=print, inits=0):
+    """One row per population case and implementation, each run in a process of its
+    own: seconds for the whole study (median of ``repeats``) and the speed ratios
+    (``inits``: only the first inits of each case, for a quick check)."""
+    import subprocess
+
+    import pandas as pd
+
+    rows = []
+    for name in names:
+        for impl in impls:
+            echo(f"  {name} {impl} ...")
+            cmd = [sys.executable, "-m", "nnkit.bench.population", "--case", name, "--impl", impl,
+                   "--repeats", str(repeats), "--inits", str(inits)]  # fmt: skip
+            try:
+                done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+                lines = done.stdout.strip().splitlines()
+                if done.returncode != 0 or not lines:
+                    out = {"error": ((done.stderr.strip().splitlines() or ["no output"])[-1])[:200]}
+                else:
+                    out = json.loads(lines[-1])
+            except subprocess.TimeoutExpired:
+                out = {"error": f"no result within {timeout:.0f} s"}
+            if "error" in out:
+                echo(f"  {name} {impl} failed: {out['error']}")
+            rows.append({"case": name, "impl": impl, **out})
+    table = pd.DataFrame(rows)
+    for column in ("seconds", "init_steps_per_s", "mean_final_loss", "error"):
+        if column not in table:
+            table[column] = "" if column == "error" else float("nan")
+    for _, group in table.groupby("case"):
+        for peer, column in (("numpy-loop", "vs_numpy_loop"), ("jax-vmap", "vs_jax")):
+            ref = group.loc[group["impl"] == peer, "seconds"]
+            table.loc[group.index, column] = (ref.iloc[0] if len(ref) else float("nan")) / group["seconds"]
+    return table
 
 
 def main(argv=None) -> None:
