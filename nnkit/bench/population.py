@@ -141,30 +141,34 @@ def _kernel(dot, norms):
 
 
 def jax_vmap(case, V):
-    """JAX ``vmap(grad(loss))`` of the closed form under ``jit``, float64."""
+    """JAX ``vmap(value_and_grad(loss))`` of the closed form under ``jit``, float64, the
+    angles from the residuals (from the cosines, ``arccos`` has no derivative where a
+    student unit meets a teacher unit, and the gradient turns NaN there)."""
     import jax
 
     jax.config.update("jax_enable_x64", True)
     import jax.numpy as jnp
 
     Vj = jnp.asarray(V)
-    nv = jnp.linalg.norm(Vj, axis=0)
-    k = V.shape[1]
+    d, k = V.shape[0], V.shape[1]
     eye = jnp.eye(k, dtype=bool)
+    tiny = 1e-300  # keeps the derivative of a norm finite where the vector is 0
+    teacher = float(loop_loss_grad(np.zeros((1, d, k)), V)[0][0]) * 2.0  # E[y^2]
 
-    def kernel(dot, norms):
-        cos = jnp.clip(dot / jnp.where(norms > 0, norms, 1.0), -1.0, 1.0)
-        t = jnp.arccos(cos)
-        return norms * (jnp.sqrt(jnp.maximum(1.0 - cos * cos, 0.0)) + (jnp.pi - t) * cos) / (2.0 * jnp.pi)
+    def loss(w):  # one student, w (d k,); angles from the residuals u - (u . wh) wh
+        W = w.reshape(d, k)
+        nw = jnp.sqrt(jnp.sum(W * W, axis=0) + tiny)
+        wh = W / nw
 
-    teacher = jnp.sum(jnp.where(eye, 0.5 * nv[:, None] ** 2, kernel(Vj.T @ Vj, nv[:, None] * nv[None, :])))
+        def kernel(U):  # (d, m) -> K(w_i, u_j) (k, m)
+            proj = wh.T @ U
+            rest = U[None, :, :] - proj[:, None, :] * wh.T[:, :, None]
+            npp = jnp.sqrt(jnp.sum(rest * rest, axis=1) + tiny)
+            t = jnp.arctan2(npp, proj)
+            return nw[:, None] * (npp + (jnp.pi - t) * proj) / (2.0 * jnp.pi)
 
-    def loss(w):  # one student, w (d k,)
-        W = w.reshape(V.shape[0], k)
-        nw = jnp.sqrt(jnp.sum(W * W, axis=0) + 1e-300)
-        Ks = jnp.where(eye, 0.5 * nw[:, None] ** 2, kernel(W.T @ W, nw[:, None] * nw[None, :]))
-        Kt = kernel(W.T @ Vj, nw[:, None] * nv[None, :])
-        return 0.5 * (jnp.sum(Ks) - 2.0 * jnp.sum(Kt) + teacher)
+        Ks = jnp.where(eye, 0.5 * nw[:, None] ** 2, kernel(W))
+        return 0.5 * (jnp.sum(Ks) - 2.0 * jnp.sum(kernel(Vj)) + teacher)
 
     value_and_grad = jax.jit(jax.vmap(jax.value_and_grad(loss)))
 
