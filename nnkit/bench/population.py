@@ -170,31 +170,32 @@ def jax_vmap(case, V):
         Ks = jnp.where(eye, 0.5 * nw[:, None] ** 2, kernel(W))
         return 0.5 * (jnp.sum(Ks) - 2.0 * jnp.sum(kernel(Vj)) + teacher)
 
-    value_and_grad = jax.jit(jax.vmap(jax.value_and_grad(loss)))
+    value_and_grad = jax.vmap(jax.value_and_grad(loss))
 
     @jax.jit
-    def step(w):
-        value, g = value_and_grad(w)
-        return w - case.lr * g, value, jnp.sqrt(jnp.sum(g * g, axis=1))
+    def study(w0):
+        """Every init to its stop in one ``lax.while_loop`` on the device."""
+        R = w0.shape[0]
+
+        def body(state):
+            t, w, running, loss_out, steps = state
+            value, g = value_and_grad(w)
+            norm = jnp.sqrt(jnp.sum(g * g, axis=1))
+            stop = (norm <= case.grad_tol) | (value <= 0.0) | ~jnp.isfinite(value) | (t == case.max_steps)
+            done = running & stop
+            loss_out = jnp.where(done, value, loss_out)
+            steps = jnp.where(done, t, steps)
+            running = running & ~stop
+            w = jnp.where(running[:, None], w - case.lr * g, w)
+            return t + 1, w, running, loss_out, steps
+
+        state = (0, w0, jnp.ones(R, dtype=bool), jnp.full(R, jnp.nan), jnp.zeros(R, dtype=jnp.int64))
+        _, _, _, loss_out, steps = jax.lax.while_loop(lambda s: s[2].any(), body, state)
+        return loss_out, steps
 
     def run(theta0):
-        w = jnp.asarray(theta0)
-        R = theta0.shape[0]
-        running = np.ones(R, dtype=bool)
-        loss_out, steps = np.full(R, np.nan), np.zeros(R, dtype=np.int64)
-        frozen = w
-        for t in range(case.max_steps + 1):
-            nxt, value, norm = step(w)
-            value, norm = np.asarray(value), np.asarray(norm)
-            done = running & ((norm <= case.grad_tol) | (value <= 0.0) | ~np.isfinite(value) | (t == case.max_steps))
-            if done.any():
-                loss_out[done], steps[done] = value[done], t
-                running &= ~done
-                if not running.any():
-                    break
-            frozen = jnp.where(jnp.asarray(running)[:, None], nxt, frozen)  # stopped inits stay
-            w = frozen
-        return loss_out, steps
+        loss_out, steps = study(jnp.asarray(theta0))
+        return np.asarray(loss_out), np.asarray(steps)
 
     return run
 
