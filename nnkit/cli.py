@@ -12,6 +12,7 @@ import logging
 import os
 import shlex
 import sys
+import textwrap
 
 import click
 
@@ -133,6 +134,9 @@ def run(experiment_file, overrides, inits, backend, results_dir, run_id, resume,
     result = load(path)
     if not quiet:
         _print_summary(result)
+    else:
+        for paragraph in result.diagnosis():
+            click.echo(f"warning: {paragraph}", err=True)
     click.echo(str(path))
 
 
@@ -245,6 +249,8 @@ def _table(frame) -> str:
 def _print_summary(run):
     click.echo(run.headline())
     click.echo(_table(run.training()))
+    for paragraph in run.diagnosis():
+        click.echo("\n" + textwrap.fill(paragraph, 100))
     _print_minima(run)
 
 

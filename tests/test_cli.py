@@ -627,3 +627,23 @@ def test_a_closed_pipe_ends_quietly(tmp_path, exp_file):
     out = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, timeout=120)
     assert out.stderr == ""
     assert out.returncode in (0, 141)
+
+
+def test_a_run_where_most_inits_fail_says_why_and_what_to_change(tmp_path, exp_file):
+    diverging = invoke("run", exp_file, "--results", tmp_path / "res", "--set", "train.lr=500")
+    assert diverging.exit_code == 0, diverging.output
+    text = " ".join(diverging.stdout.split())
+    assert "only 0 of 8 inits converged" in text and "8 diverged" in text and "lower train.lr (now 500" in text
+    shown = invoke("show", diverging.stdout.strip().splitlines()[-1])
+    assert "lower train.lr" in " ".join(shown.stdout.split())
+
+    capped = invoke("run", exp_file, "--results", tmp_path / "res", "--set", "train.max_steps=2", "-q")
+    assert capped.exit_code == 0, capped.output
+    warning = " ".join(capped.stderr.split())
+    assert warning.startswith("warning: point 0: only 0 of 8") and "8 stopped at train.max_steps = 2" in warning
+    assert "final gradient norms: median" in warning and "raise train.max_steps" in warning
+
+    fine = invoke("run", exp_file, "--results", tmp_path / "res", "--set", "train.max_steps=5000",
+                  "--set", "train.grad_tol=1e-3")  # fmt: skip
+    assert fine.exit_code == 0 and "inits converged" not in fine.stdout
+    assert nnkit.load(fine.stdout.strip().splitlines()[-1]).diagnosis() == []

@@ -55,3 +55,46 @@ def top_minima(minima: pd.DataFrame, sweep_keys, top: int = 10) -> pd.DataFrame:
             "fraction_low", "fraction_high", "kind", "nullity", "eig_min", "spurious"]  # fmt: skip
     shown = minima.sort_values(["point", "count"], ascending=[True, False])
     return shown.groupby("point", sort=True).head(top)[[c for c in cols if c in minima.columns]]
+
+
+#: below this fraction of inits that converged (or reached the loss target), a sweep
+#: point earns a diagnosis
+FAILING = 0.5
+
+
+def diagnosis(runs: pd.DataFrame, train_cfgs, sweep_keys) -> list[str]:
+    """One short paragraph per sweep point where most inits did not converge (or reach
+    the loss target): how they ended (diverged, at ``max_steps``), the gradient norms
+    and steps at the end, and what to change. ``train_cfgs[p]`` is the
+    :class:`~nnkit.training.TrainConfig` of point ``p``."""
+    out = []
+    for p, group in runs.groupby("point", sort=True):
+        n = len(group)
+        ok = group["status"].isin(["converged", "target"]).sum()
+        if ok >= FAILING * n:
+            continue
+        cfg = train_cfgs[p]
+        where = ", ".join(f"{key} = {group[key].iloc[0]}" for key in sweep_keys)
+        head = f"point {p}" + (f" ({where})" if where else "")
+        diverged = int((group["status"] == "diverged").sum())
+        capped = group[group["status"] == "max_steps"]
+        gn = capped["grad_norm"]
+        text = [f"{head}: only {ok} of {n} inits converged (gradient norm <= train.grad_tol = {cfg.grad_tol:g});"
+                f" {diverged} diverged, {len(capped)} stopped at train.max_steps = {cfg.max_steps:,}."]  # fmt: skip
+        if len(capped):
+            text.append(f"Their final gradient norms: median {gn.median():.2g}, 10% {gn.quantile(0.1):.2g}, "
+                        f"90% {gn.quantile(0.9):.2g}.")  # fmt: skip
+        if diverged >= 0.1 * n:
+            text.append(f"Divergence means the step is too large for these inits: lower train.lr (now {cfg.lr:g}),"
+                        f" for example to {cfg.lr / 4:g}.")  # fmt: skip
+        if len(capped) >= 0.1 * n:
+            if gn.median() <= 100 * cfg.grad_tol:
+                text.append("They were close to converging: raise train.max_steps.")
+            else:
+                text.append(f"They ended far from a critical point: either the step is too large and they "
+                            f"oscillate (lower train.lr, now {cfg.lr:g}, for example to {cfg.lr / 4:g}"
+                            + ("; the diverged inits point that way" if diverged else "")
+                            + "), or they need more steps (raise train.max_steps); train.history > 0 records "
+                            "the loss curves that tell which.")  # fmt: skip
+        out.append(" ".join(text))
+    return out

@@ -157,6 +157,12 @@ class Run:
         """The ``top`` most frequent minima of each sweep point; None before the analysis."""
         return None if self.minima is None else tables.top_minima(self.minima, self.sweep_keys, top)
 
+    def diagnosis(self) -> list[str]:
+        """A short paragraph per sweep point where most inits failed to converge: how
+        they ended and what to change (empty when every point went well)."""
+        cfgs = [exp.train for _, exp in config.expand_sweep(self.experiment)]
+        return tables.diagnosis(self.runs, cfgs, self.sweep_keys)
+
     def summary(self) -> dict[str, pd.DataFrame]:
         """Every table ``nnkit show`` prints, by name: ``training`` and, after an
         analysis, ``landing`` and ``minima`` (the most frequent)."""
@@ -189,6 +195,8 @@ class Run:
         for name, table in self.summary().items():
             parts.append(f"<p>{titles[name]}</p>")
             parts.append(table.to_html(index=False, float_format="{:.4g}".format, border=0))
+            if name == "training":
+                parts += [f"<p><i>{html.escape(paragraph)}</i></p>" for paragraph in self.diagnosis()]
         return "\n".join(parts)
 
 
