@@ -8,6 +8,9 @@ has to be made before Numba is first imported, so it is made here.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from contextlib import contextmanager
 
 if os.environ.get("NNKIT_TEST_GPU") != "1":
     os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
@@ -124,3 +127,44 @@ def objective_of(model, spec, X, y, backend=None):
 
     backend = backends.get("numpy") if backend is None else backend
     return make_objective(Problem(model, spec, Dataset(X, y, X[:0], y[:0])), backend)
+
+
+# -- the command line -------------------------------------------------------------------
+
+
+def invoke(*args):
+    """``nnkit ARGS`` through click's test runner (arguments made strings)."""
+    from click.testing import CliRunner
+
+    from nnkit.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def assert_user_error(result, *fragments):
+    """Exit status 2, exactly one non-empty line on stderr, no traceback."""
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
+
+
+@contextmanager
+def held_elsewhere(folder):
+    """The run folder ``folder`` locked by another process for the ``with`` block."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from nnkit.runs import lock\n"
+         "with lock.hold(sys.argv[1]):\n    print('held', flush=True); time.sleep(60)", str(folder)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()

@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 
 import nnkit
 import nnkit.study.build
 import nnkit.training.chunk
-from nnkit.cli import main
 from nnkit.errors import UserError
 from nnkit.study import config
+
+from conftest import assert_user_error, invoke
 
 EXPERIMENT = """
 name = "tiny"
@@ -53,20 +53,6 @@ def exp_file(tmp_path):
     return path
 
 
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def assert_user_error(result, *fragments):
-    """Exit status 2, exactly one non-empty line on stderr, no traceback."""
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit)
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
 
 
 def run_dirs(results):

@@ -12,21 +12,19 @@ import json
 import os
 import shutil
 import stat
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 
 import nnkit
 from nnkit.backends import numba_codegen
-from nnkit.cli import main
 from nnkit.runs import limits
 from nnkit.runs.store import Damaged, npy_shape
+
+from conftest import assert_user_error, held_elsewhere, invoke
 
 EXPERIMENT = """
 name = "dmg"
@@ -59,19 +57,6 @@ chunk_size = 5
 [sweep]
 "train.lr" = [0.1, 0.2]
 """
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def assert_one_line(result, *fragments):
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
 
 
 def snapshot(folder: Path) -> dict:
@@ -211,7 +196,7 @@ def test_a_damaged_finished_run_is_one_line_and_left_alone(made, tmp_path, comma
     run = damaged_copy(results / "dmg" / "done", tmp_path, name, damage)
     before = snapshot(run)
     result = invoke(command, run)
-    assert_one_line(result, Path(name).name)
+    assert_user_error(result, Path(name).name)
     assert snapshot(run) == before
 
 
@@ -221,7 +206,7 @@ def test_a_damaged_unfinished_run_is_not_resumed(made, tmp_path, name, damage):
     run = damaged_copy(results / "dmg" / "open", tmp_path, name, damage)
     before = snapshot(run)
     result = invoke("run", exp, "--results", tmp_path / "res", "--resume", "--run-id", "open", "-q")
-    assert_one_line(result, Path(name).name, "damaged")
+    assert_user_error(result, Path(name).name, "damaged")
     assert snapshot(run) == before
 
 
@@ -258,10 +243,10 @@ def exp_file(tmp_path):
 
 
 def test_results_under_proc_or_a_file(exp_file, tmp_path):
-    assert_one_line(invoke("run", exp_file, "--results", "/proc/nnkit-results", "-q"), "/proc")
+    assert_user_error(invoke("run", exp_file, "--results", "/proc/nnkit-results", "-q"), "/proc")
     (tmp_path / "file").write_text("")
-    assert_one_line(invoke("run", exp_file, "--results", tmp_path / "file", "-q"), "is a file")
-    assert_one_line(invoke("run", exp_file, "--results", tmp_path / "file" / "below", "-q"), "file")
+    assert_user_error(invoke("run", exp_file, "--results", tmp_path / "file", "-q"), "is a file")
+    assert_user_error(invoke("run", exp_file, "--results", tmp_path / "file" / "below", "-q"), "file")
 
 
 @pytest.mark.skipif(not hasattr(os, "getuid") or os.getuid() == 0, reason="permissions do not bind root")
@@ -270,7 +255,7 @@ def test_results_folder_not_writable(exp_file, tmp_path):
     locked.mkdir()
     locked.chmod(0o500)
     try:
-        assert_one_line(invoke("run", exp_file, "--results", locked, "-q"), "Permission denied")
+        assert_user_error(invoke("run", exp_file, "--results", locked, "-q"), "Permission denied")
     finally:
         locked.chmod(0o700)
 
@@ -280,16 +265,16 @@ def test_read_only_file_system_is_one_line(exp_file, tmp_path, monkeypatch):
         raise OSError(30, "Read-only file system", str(self))
 
     monkeypatch.setattr(Path, "mkdir", read_only)
-    assert_one_line(invoke("run", exp_file, "--results", tmp_path / "ro", "-q"), "Read-only file system")
+    assert_user_error(invoke("run", exp_file, "--results", tmp_path / "ro", "-q"), "Read-only file system")
 
 
 def test_names_too_long_or_with_control_characters(exp_file, tmp_path):
-    assert_one_line(invoke("run", exp_file, "--results", tmp_path, "--run-id", "a" * 300, "-q"), "run id", "at most")
-    assert_one_line(invoke("run", exp_file, "--results", tmp_path / ("b" * 300), "-q"), "File name too long")
-    assert_one_line(invoke("run", exp_file, "--results", tmp_path, "--run-id", "tab\there", "-q"), "run id")
+    assert_user_error(invoke("run", exp_file, "--results", tmp_path, "--run-id", "a" * 300, "-q"), "run id", "at most")
+    assert_user_error(invoke("run", exp_file, "--results", tmp_path / ("b" * 300), "-q"), "File name too long")
+    assert_user_error(invoke("run", exp_file, "--results", tmp_path, "--run-id", "tab\there", "-q"), "run id")
     text = exp_file.read_text().replace('name = "dmg"', 'name = "nul\\u0000byte"')
     exp_file.write_text(text)
-    assert_one_line(invoke("run", exp_file, "--results", tmp_path, "-q"), "name")
+    assert_user_error(invoke("run", exp_file, "--results", tmp_path, "-q"), "name")
     with pytest.raises(nnkit.UserError, match="NUL"):
         nnkit.run_experiment(_exp(), results_dir="a\0b")
 
@@ -303,7 +288,7 @@ def _exp():
 
 
 def test_nothing_written_for_a_bad_path(exp_file, tmp_path):
-    assert_one_line(invoke("run", exp_file, "--results", "/proc/self/nope", "-q"))
+    assert_user_error(invoke("run", exp_file, "--results", "/proc/self/nope", "-q"))
     assert list(tmp_path.iterdir()) == [exp_file]
 
 
@@ -312,25 +297,25 @@ def test_nothing_written_for_a_bad_path(exp_file, tmp_path):
 
 def test_inits_that_cannot_fit(exp_file, tmp_path):
     result = invoke("run", exp_file, "--results", tmp_path / "res", "--inits", 10**12, "-q")
-    assert_one_line(result, "of memory", "lower inits")
+    assert_user_error(result, "of memory", "lower inits")
     assert not (tmp_path / "res").exists()
 
 
 def test_history_beyond_the_limit(exp_file, tmp_path):
-    assert_one_line(invoke("run", exp_file, "--results", tmp_path, "--set", f"train.history={10**7}", "-q"),
+    assert_user_error(invoke("run", exp_file, "--results", tmp_path, "--set", f"train.history={10**7}", "-q"),
                     "train.history")  # fmt: skip
 
 
 def test_a_disk_too_small(exp_file, tmp_path, monkeypatch):
     monkeypatch.setattr(limits, "free_disk", lambda path: 1000)
-    assert_one_line(invoke("run", exp_file, "--results", tmp_path / "res", "-q"), "on disk", "free")
+    assert_user_error(invoke("run", exp_file, "--results", tmp_path / "res", "-q"), "on disk", "free")
 
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 def test_max_steps_at_the_integer_limit(exp_file, tmp_path, backend):
     result = invoke("run", exp_file, "--results", tmp_path, "--backend", backend,
                     "--set", f"train.max_steps={2**63 - 1}", "-q")  # fmt: skip
-    assert_one_line(result, "train.max_steps")
+    assert_user_error(result, "train.max_steps")
     result = invoke("run", exp_file, "--results", tmp_path, "--backend", backend, "--set", "train.history=0",
                     "--set", f"train.max_steps={10**15}", "--set", "train.grad_tol=1e-2", "-q")  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -341,7 +326,7 @@ def test_max_steps_at_the_integer_limit(exp_file, tmp_path, backend):
 @pytest.mark.parametrize("spec", ["0,10,2,2,5", "10,-1,2,2,5", "10,10,2,2,0", "10,10,2,2,5,nan", "10,10,2,2,5,-1",
                                   "1e12,10,2,2,5", "100000000,1000000,10,10,5", "a,b,c,d,e"])  # fmt: skip
 def test_bench_refuses_sizes_that_mean_nothing(spec, tmp_path):
-    assert_one_line(invoke("bench", "--custom", spec, "--results", tmp_path))
+    assert_user_error(invoke("bench", "--custom", spec, "--results", tmp_path))
     assert not (tmp_path / "bench").exists()
 
 
@@ -350,10 +335,10 @@ def test_a_run_that_fails_before_its_first_chunk_leaves_nothing(exp_file, tmp_pa
         raise MemoryError
 
     monkeypatch.setattr(nnkit.training.chunk, "train", out_of_memory)
-    assert_one_line(invoke("run", exp_file, "--results", tmp_path / "res", "-q"), "out of memory")
+    assert_user_error(invoke("run", exp_file, "--results", tmp_path / "res", "-q"), "out of memory")
     assert list((tmp_path / "res" / "dmg").iterdir()) == []
     monkeypatch.undo()
-    assert_one_line(invoke("run", exp_file, "--results", tmp_path / "res", "--resume", "-q"), "no unfinished run")
+    assert_user_error(invoke("run", exp_file, "--results", tmp_path / "res", "--resume", "-q"), "no unfinished run")
 
 
 def test_a_resume_on_another_backend_records_it(made, tmp_path):
@@ -425,19 +410,9 @@ def test_plot_and_minima_wait_for_no_one(made, tmp_path):
     run = tmp_path / "res" / "dmg" / "done"
     shutil.copytree(results / "dmg" / "done", run)
     before = snapshot(run)
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time; from nnkit.runs import lock\n"
-         "with lock.hold(sys.argv[1]):\n    print('held', flush=True); time.sleep(60)", str(run)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with held_elsewhere(run):
         for command in ("plot", "minima"):
-            assert_one_line(invoke(command, run), "being written by another nnkit process")
-    finally:
-        holder.kill()
-        holder.wait()
+            assert_user_error(invoke(command, run), "being written by another nnkit process")
     assert snapshot(run) == before
     with lock.hold(run), lock.hold(run):  # one process nests its own holds
         assert invoke("plot", run).exit_code == 0

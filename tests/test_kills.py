@@ -26,6 +26,8 @@ import pytest
 import nnkit
 from nnkit.runs import lock
 
+from conftest import held_elsewhere
+
 KILL_AT = Path(__file__).with_name("kill_at.py")
 
 #: two sweep points of two chunks each, with history: every kind of file a run writes
@@ -284,17 +286,12 @@ def test_two_resumes_at_once(tmp_path):
 def test_the_lock_is_exclusive_and_dies_with_its_process(tmp_path):
     with lock.hold(tmp_path), lock.hold(tmp_path):  # one process nests its own holds
         pass
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, os, time; from nnkit.runs import lock\n"
-         "with lock.hold(sys.argv[1]):\n    print('held', flush=True); time.sleep(60)",
-         str(tmp_path)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert holder.stdout.readline().strip() == "held"
-    with pytest.raises(lock.Busy, match="being written by another nnkit process"), lock.hold(tmp_path):
-        pass
-    holder.kill()
-    holder.wait()
+    with held_elsewhere(tmp_path) as holder:
+        with pytest.raises(lock.Busy, match="being written by another nnkit process"), lock.hold(tmp_path):
+            pass
+        holder.kill()  # killed, not let go: the lock dies with its process
+        holder.wait()
+        with lock.hold(tmp_path):
+            pass
     with lock.hold(tmp_path):
         pass

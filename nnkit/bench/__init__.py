@@ -46,9 +46,9 @@ def implementations(backend_names, with_peers: bool) -> tuple[list[str], list[st
     return impls, notes
 
 
-def run_worker(args, timeout):
-    """The JSON line of ``python -m nnkit.bench.worker args``, or ``{"error": why}``."""
-    cmd = [sys.executable, "-m", "nnkit.bench.worker", *args]
+def run_worker(args, timeout, module="nnkit.bench.worker"):
+    """The JSON line of ``python -m MODULE args``, or ``{"error": why}``."""
+    cmd = [sys.executable, "-m", module, *args]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:

@@ -20,11 +20,12 @@ import json
 import math
 import resource
 import statistics
-import sys
 import time
 from dataclasses import dataclass
 
 import numpy as np
+
+from .worker import RSS_PER_MB
 
 
 @dataclass(frozen=True)
@@ -239,25 +240,16 @@ def bench(names, impls, repeats=3, timeout=3600, echo=print, inits=0):
     """One row per population case and implementation, each run in a process of its
     own: seconds for the whole study (median of ``repeats``) and the speed ratios
     (``inits``: only the first inits of each case, for a quick check)."""
-    import subprocess
-
     import pandas as pd
+
+    from . import run_worker
 
     rows = []
     for name in names:
         for impl in impls:
             echo(f"  {name} {impl} ...")
-            cmd = [sys.executable, "-m", "nnkit.bench.population", "--case", name, "--impl", impl,
-                   "--repeats", str(repeats), "--inits", str(inits)]  # fmt: skip
-            try:
-                done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-                lines = done.stdout.strip().splitlines()
-                if done.returncode != 0 or not lines:
-                    out = {"error": ((done.stderr.strip().splitlines() or ["no output"])[-1])[:200]}
-                else:
-                    out = json.loads(lines[-1])
-            except subprocess.TimeoutExpired:
-                out = {"error": f"no result within {timeout:.0f} s"}
+            args = ["--case", name, "--impl", impl, "--repeats", str(repeats), "--inits", str(inits)]
+            out = run_worker(args, timeout, module="nnkit.bench.population")
             if "error" in out:
                 echo(f"  {name} {impl} failed: {out['error']}")
             rows.append({"case": name, "impl": impl, **out})
@@ -299,7 +291,7 @@ def main(argv=None) -> None:
         "init_steps": int(np.sum(steps)), "init_steps_per_s": float(np.sum(steps)) / seconds,
         "mean_final_loss": float(np.mean(loss)),
         "converged": int(np.sum(np.asarray(loss) < 1e-10)),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2.0**20 if sys.platform == "darwin" else 1024.0),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / RSS_PER_MB,
     }  # fmt: skip
     print(json.dumps(row))
 

@@ -21,7 +21,7 @@ import numpy as np
 from . import cases, peers
 
 #: ``ru_maxrss`` is in KiB on Linux and in bytes on macOS
-_RSS_PER_MB = 2.0**20 if sys.platform == "darwin" else 1024.0
+RSS_PER_MB = 2.0**20 if sys.platform == "darwin" else 1024.0
 
 
 def nnkit_run(backend_name, dtype="float64"):
@@ -95,7 +95,7 @@ def main(argv=None):
         "warmup_s": warm, "compile_s": compile_s,
         "init_steps_per_s": case.R * case.steps / seconds,
         "mean_final_loss": float(np.mean(losses)),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / _RSS_PER_MB,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / RSS_PER_MB,
     }  # fmt: skip
     if args.head:
         row["head_loss"] = float(np.mean(losses[: args.head]))

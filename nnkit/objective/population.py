@@ -367,9 +367,6 @@ class PopulationObjective(Objective):
         self.backend.run_threads(kernels.value_and_grad, (theta, grad, value, *self._consts()), self.backend.split(R))
         return value, grad
 
-    def value(self, theta):
-        return self.value_and_grad(theta)[0] if self._compiled else self.closed_form.value(theta)
-
     def hessian(self, theta):
         return self.closed_form.hessian(theta)
 
