@@ -102,8 +102,14 @@ def main():
 @click.option("--run-id", default=None, help="Name of the run folder (default: time stamp).")
 @click.option("--resume", is_flag=True,
               help="Continue the newest unfinished run of this experiment (or --run-id).")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Train the chunks on the Dask cluster of this scheduler, e.g. tcp://host:8786 "
+                   "(overrides run.scheduler; needs the dask extra).")
+@click.option("--workers", type=click.IntRange(1), default=None, metavar="N",
+              help="Train the chunks on a Dask LocalCluster of N worker processes on this machine "
+                   "(overrides run.workers).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary table.")
-def run(experiment_file, overrides, inits, backend, results_dir, run_id, resume, quiet):
+def run(experiment_file, overrides, inits, backend, results_dir, run_id, resume, scheduler, workers, quiet):
     """Train every init of EXPERIMENT.toml and write results/<experiment>/<run-id>/."""
     from .pipeline import Interrupted, run_experiment
     from .runs import load
@@ -122,12 +128,14 @@ def run(experiment_file, overrides, inits, backend, results_dir, run_id, resume,
             run_id=run_id,
             resume=resume,
             progress=False if quiet else None,
+            **_cluster_options(scheduler, workers),
         )
     except Interrupted as exc:
         if exc.stage == "analysis":
             hint = f"training is finished and saved; analyse with nnkit minima {exc.run_dir}"
         else:
-            again = _resume_command(experiment_file, overrides, inits, backend, results_dir, exc.run_dir)
+            again = _resume_command(experiment_file, overrides, inits, backend, results_dir, exc.run_dir,
+                                    scheduler, workers)  # fmt: skip
             hint = f"finished chunks are kept; continue with {again}"
         click.echo(f"\ninterrupted: {hint}", err=True)
         sys.exit(130)
@@ -140,7 +148,19 @@ def run(experiment_file, overrides, inits, backend, results_dir, run_id, resume,
     click.echo(str(path))
 
 
-def _resume_command(experiment_file, overrides, inits, backend, results_dir, run_dir) -> str:
+def _cluster_options(scheduler, workers) -> dict:
+    """``--scheduler`` or ``--workers``, which replace the config's pair when given."""
+    if scheduler is not None and workers is not None:
+        from .errors import UserError
+
+        raise UserError("give --scheduler or --workers, not both")
+    if scheduler is None and workers is None:
+        return {}
+    return {"scheduler": scheduler or "", "workers": workers or 0}
+
+
+def _resume_command(experiment_file, overrides, inits, backend, results_dir, run_dir,
+                    scheduler=None, workers=None) -> str:  # fmt: skip
     """The command that continues the interrupted run: the same experiment and
     overrides, the same results folder, ``--resume`` and the run's id."""
     words = ["nnkit", "run", str(experiment_file)]
@@ -152,6 +172,10 @@ def _resume_command(experiment_file, overrides, inits, backend, results_dir, run
         words += ["--backend", backend]
     if str(results_dir) != "results":
         words += ["--results", str(results_dir)]
+    if scheduler is not None:
+        words += ["--scheduler", scheduler]
+    if workers is not None:
+        words += ["--workers", str(workers)]
     words += ["--resume", "--run-id", run_dir.name]
     return shlex.join(words)
 
@@ -170,8 +194,12 @@ def show(run_dir):
 @click.argument("run_dir", metavar="RUN")
 @click.option("--set", "overrides", multiple=True, metavar="analysis.KEY=VALUE",
               help="Change an [analysis] setting for this analysis (repeatable).")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Polish and certify on the Dask cluster of this scheduler (overrides run.scheduler).")
+@click.option("--workers", type=click.IntRange(1), default=None, metavar="N",
+              help="Polish and certify on a Dask LocalCluster of N worker processes (overrides run.workers).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the run folder.")
-def minima(run_dir, overrides, quiet):
+def minima(run_dir, overrides, scheduler, workers, quiet):
     """Map the minima of the finished run RUN: polish, Hessians, distinct minima modulo
     symmetry. Writes RUN/minima.parquet, the new runs.parquet columns and figures."""
     from .pipeline import analyse_run
@@ -179,7 +207,7 @@ def minima(run_dir, overrides, quiet):
 
     _log_to_stderr(quiet)
     run = load(run_dir)
-    analyse_run(run, overrides)
+    analyse_run(run, overrides, **_cluster_options(scheduler, workers))
     if not quiet:
         _print_minima(run)
     click.echo(str(run.path))

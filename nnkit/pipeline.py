@@ -20,6 +20,7 @@ The analysis writes
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import logging
@@ -31,6 +32,7 @@ import pandas as pd
 
 from . import backends, study
 from .errors import UserError
+from .landscape.critical import certify
 from .landscape.minima import analyse, rows_per_slice
 from .objective import make_objective, runs_on
 from .report import figures
@@ -71,12 +73,19 @@ def run_experiment(
     run_id: str | None = None,
     resume: bool = False,
     progress: bool | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
 ) -> Path:
     """Train every init of every sweep point of ``experiment``; return the run folder.
 
     ``backend`` overrides ``experiment.run.backend``. With ``resume`` the run ``run_id``
     (default: the newest unfinished run of this experiment) is continued. When the
     experiment's ``[analysis]`` is enabled, the minima are mapped afterwards.
+
+    ``scheduler`` (a Dask scheduler's address) or ``workers`` (a ``LocalCluster`` of
+    that many processes here) override ``run.scheduler`` and ``run.workers``: the
+    chunks (and the analysis) then run on the cluster's workers, each on the backend
+    ``backend`` resolves to there; this process writes the run folder.
     """
     if run_id is not None:
         config.check_plain_name(run_id, "run id")
@@ -91,7 +100,10 @@ def run_experiment(
         raise UserError(f"{folder.path} exists already (use --resume to continue a run)")
     points = config.expand_sweep(experiment)
     problems = study.problems(points)  # every point's data made and checked before any write
-    be = _backend(backend or experiment.run.backend, problems)
+    if scheduler is None and workers is None:
+        scheduler, workers = experiment.run.scheduler, experiment.run.workers
+    asked = backend or experiment.run.backend
+    be = _backend(asked, problems, remote=bool(scheduler or workers))
     tasks = [study.task(exp) for _, exp in points]
     limits.check_run(experiment, points, problems, tasks, results_dir, disk=not resume)
     held = folder.writing() if resume else folder.create(experiment.to_dict(), executor.initial_meta(experiment, be, points))
@@ -99,32 +111,53 @@ def run_experiment(
         meta = _resumable(folder, experiment, points, problems, tasks) if resume else folder.read_meta()
         folder.sweep_starts()
         try:
-            _train(folder, meta, experiment, points, problems, tasks, be, progress)
+            with _cluster(scheduler, workers) as cl:
+                _train(folder, meta, points, problems, tasks, be, progress, cl, asked)
+                if experiment.analysis.enabled:
+                    try:
+                        _analyse_run(load(folder.path), (), cl)
+                    except KeyboardInterrupt:
+                        raise Interrupted(folder.path, "analysis") from None
         except Exception:
-            if not resume and not folder.chunks.exists():
+            if not resume and not folder.chunks.exists() and not folder.is_finished():
                 folder.remove()  # a run that failed before its first chunk leaves nothing
             raise
-        if experiment.analysis.enabled:
-            try:
-                analyse_run(load(folder.path))
-            except KeyboardInterrupt:
-                raise Interrupted(folder.path, "analysis") from None
     return folder.path
 
 
-def _train(folder, meta, experiment, points, problems, tasks, be, progress) -> None:
-    """Train, gather and commit the run in ``folder`` (held by this process)."""
+def _cluster(scheduler, workers):
+    """The Dask cluster to run on, or None (nothing started) when neither is given."""
+    if not scheduler and not workers:
+        return contextlib.nullcontext(None)
+    if workers is not None and workers < 0:
+        raise UserError(f"workers = {workers}: expected a number of worker processes, 1 or more")
+    from .runs import cluster
+
+    return cluster.connect(scheduler or None, workers or 0)
+
+
+def _train(folder, meta, points, problems, tasks, be, progress, cl=None, asked=None) -> None:
+    """Train, gather and commit the run in ``folder`` (held by this process), here on
+    ``be`` or on the workers of the cluster ``cl`` (on the backend ``asked``)."""
     meta["backend"], meta["device"] = be.name, be.device  # the backend that finishes it
     session = {"backend": be.name, "device": be.device, "started": executor.now()}
+    if cl is not None:
+        session["cluster"] = cl.describe()
     meta.setdefault("sessions", []).append(session)
     started = time.perf_counter()
     try:
-        executor.train_points(folder, meta, points, problems, tasks, be, progress)
+        executor.train_points(folder, meta, points, problems, tasks, be, progress,
+                              cluster=cl, asked=asked, session=session)  # fmt: skip
     except KeyboardInterrupt:
         raise Interrupted(folder.path, "training") from None
     finally:
         session["seconds"] = round(time.perf_counter() - started, 3)
         session["compile_seconds"] = round(be.compile_seconds, 3)
+        workers = session.get("cluster", {}).get("workers", {}).values()
+        if cl is not None and any("backend" in w for w in workers):  # what the workers trained on
+            used = ", ".join(sorted({w["backend"] for w in workers if "backend" in w}))
+            devices = "; ".join(sorted({w["device"] for w in workers if "device" in w}))
+            meta["backend"], meta["device"] = session["backend"], session["device"] = used, devices
         if folder.path.exists():
             folder.write_meta(meta)
     try:  # every chunk is saved: a resume after a kill here gathers them again
@@ -137,15 +170,23 @@ def _train(folder, meta, experiment, points, problems, tasks, be, progress) -> N
         raise Interrupted(folder.path, stage) from None
 
 
-def _backend(name: str, problems) -> backends.Backend:
+def _backend(name: str, problems, remote: bool = False) -> backends.Backend:
     """The backend of the run: the one asked for, or, when no point's objective runs
     there (:func:`nnkit.objective.runs_on`: an exact population loss runs on numba or
-    numpy), the one they run on. Overriding a backend the user named earns a warning."""
+    numpy), the one they run on. Overriding a backend the user named earns a warning.
+
+    With ``remote`` workers train, each on ``name`` as it resolves there: a backend
+    that cannot run here (no GPU on the client) is then NumPy here, to size the chunks."""
     where = {runs_on(problem, name) for problem in problems}
     if where != {name} and name != "auto":
         log.warning("the exact population loss (data.population = true) runs on numba or numpy only: "
                     "its points train on the numpy backend, not on %s", name)  # fmt: skip
-    return backends.get(where.pop() if len(where) == 1 else name)
+    pick = where.pop() if len(where) == 1 else name
+    if remote and pick != "auto" and not backends.probe(pick).usable:
+        log.info("backend %s cannot run on this machine; the workers resolve it, and chunk sizes "
+                 "follow run.chunk_size (or NumPy's memory budget here)", pick)  # fmt: skip
+        return backends.get("numpy")
+    return backends.get(pick)
 
 
 def _resumable(folder: RunFolder, experiment: config.Experiment, points, problems, tasks) -> dict:
@@ -176,10 +217,21 @@ def _resumable(folder: RunFolder, experiment: config.Experiment, points, problem
     return meta
 
 
-def analyse_run(run: Run, overrides=()) -> pd.DataFrame:
+def analyse_run(run: Run, overrides=(), *, scheduler: str | None = None, workers: int | None = None) -> pd.DataFrame:
     """Map the minima of the finished run ``run`` with its ``[analysis]`` settings
     changed by ``overrides`` (``analysis.KEY=VALUE``); swept ``analysis.*`` keys apply
-    to their own points. Writes the tables and figures; returns the minima table."""
+    to their own points. Writes the tables and figures; returns the minima table.
+
+    The points are polished and certified on a Dask cluster when ``scheduler`` or
+    ``workers`` (or the run's ``run.scheduler``, ``run.workers``) say so."""
+    if scheduler is None and workers is None:
+        stored = run.config.get("run", {})
+        scheduler, workers = stored.get("scheduler", ""), stored.get("workers", 0)
+    with _cluster(scheduler, workers) as cl:
+        return _analyse_run(run, overrides, cl)
+
+
+def _analyse_run(run: Run, overrides, cl) -> pd.DataFrame:
     raw = copy.deepcopy(run.config)
     for item in overrides:
         if not item.split("=", 1)[0].strip().startswith("analysis."):
@@ -191,13 +243,13 @@ def analyse_run(run: Run, overrides=()) -> pd.DataFrame:
     with run.folder.writing():
         run.reload()  # as it is now that this process holds it
         run.check()  # every file it reads is whole before anything is written
-        minima = _analyse(run, points, problems)
+        minima = _analyse(run, points, problems, cl)
         run.folder.clean()
         _write_figures(run)  # the final-loss histogram, the minima and their spectra among them
     return minima
 
 
-def _analyse(run: Run, points, problems) -> pd.DataFrame:
+def _analyse(run: Run, points, problems, cl=None) -> pd.DataFrame:
     """The analysis of ``run`` (held by this process). Its files are written at the
     end, ``analysis.json`` removed before the first and written after the last, so that
     a kill while writing leaves a run that reads as not analysed (and a Ctrl-C before
@@ -218,6 +270,7 @@ def _analyse(run: Run, points, problems) -> pd.DataFrame:
                 objective, run.params(p), cfg, runs.loc[rows, "init"].to_numpy(),
                 lambda th: evaluate(on_samples, th, memory_mb=point_exp.run.memory_mb, splits=("test",))["test_loss"],
                 rows_per_slice(problem.model, problem.data.n, point_exp.run.memory_mb),
+                certify if cl is None else cl.certifier(problem),
             )  # fmt: skip
             per_init.index = rows
             per_point.append(per_init)

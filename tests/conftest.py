@@ -11,13 +11,16 @@ import os
 import subprocess
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 
 if os.environ.get("NNKIT_TEST_GPU") != "1":
     os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
+import nnkit  # noqa: E402
 from nnkit import backends  # noqa: E402
 from nnkit.backends import gpu  # noqa: E402
 from nnkit.core.layout import Layout  # noqa: E402
@@ -151,6 +154,36 @@ def assert_user_error(result, *fragments):
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
     return lines[0]
+
+
+#: runs ``nnkit`` in a fresh process and kills it before its N-th change to a run
+KILL_AT = Path(__file__).with_name("kill_at.py")
+
+
+def nnkit_cmd(kill: int, run: Path, *args, popen=False):
+    """``nnkit ARGS`` in a fresh process, killed before its ``kill``-th change to the
+    run folder ``run`` (0: never)."""
+    results = run.parent.parent
+    results.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, str(KILL_AT), str(kill), str(run), *map(str, args)]
+    if popen:
+        return subprocess.Popen(cmd, cwd=results.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.run(cmd, cwd=results.parent, capture_output=True, text=True, timeout=300)
+
+
+def assert_same_run(path: Path, ref: Path, analysed=False):
+    a, b = nnkit.load(path), nnkit.load(ref)
+    pd.testing.assert_frame_equal(a.runs.drop(columns="chunk_time_s"), b.runs.drop(columns="chunk_time_s"))
+    pd.testing.assert_frame_equal(a.history, b.history)
+    for p in range(b.points):
+        np.testing.assert_array_equal(a.params(p), b.params(p))
+        if analysed:
+            np.testing.assert_array_equal(a.params(p, polished=True), b.params(p, polished=True))
+    if analysed:
+        pd.testing.assert_frame_equal(a.minima, b.minima)
+    assert not (path / "chunks").exists()
+    left = [p for p in path.rglob("*") if p.name.endswith(".tmp")]
+    assert not left, left
 
 
 @contextmanager

@@ -12,23 +12,17 @@ import os
 import random
 import shutil
 import signal
-import subprocess
-import sys
 import textwrap
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 
 import nnkit
 from nnkit.runs import lock
 
-from conftest import held_elsewhere
-
-KILL_AT = Path(__file__).with_name("kill_at.py")
+from conftest import assert_same_run, held_elsewhere, nnkit_cmd
 
 #: two sweep points of two chunks each, with history: every kind of file a run writes
 EXPERIMENT = """
@@ -69,17 +63,6 @@ def write_experiment(folder: Path, steps: int = 200) -> Path:
     return path
 
 
-def nnkit_cmd(kill: int, run: Path, *args, popen=False):
-    """``nnkit ARGS`` in a fresh process, killed before its ``kill``-th change to the
-    run folder ``run`` (0: never)."""
-    results = run.parent.parent
-    results.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, str(KILL_AT), str(kill), str(run), *map(str, args)]
-    if popen:
-        return subprocess.Popen(cmd, cwd=results.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return subprocess.run(cmd, cwd=results.parent, capture_output=True, text=True, timeout=300)
-
-
 def changes(result) -> int:
     return int(result.stderr.rsplit("changes:", 1)[1].split()[0])
 
@@ -99,21 +82,6 @@ def finish(exp, results, run_id, backend):
         return results / "k" / run_id  # killed after the commit (the resume cleaned up)
     assert done.returncode == 0, done.stderr
     return results / "k" / run_id
-
-
-def assert_same_run(path: Path, ref: Path, analysed=False):
-    a, b = nnkit.load(path), nnkit.load(ref)
-    pd.testing.assert_frame_equal(a.runs.drop(columns="chunk_time_s"), b.runs.drop(columns="chunk_time_s"))
-    pd.testing.assert_frame_equal(a.history, b.history)
-    for p in range(b.points):
-        np.testing.assert_array_equal(a.params(p), b.params(p))
-        if analysed:
-            np.testing.assert_array_equal(a.params(p, polished=True), b.params(p, polished=True))
-    if analysed:
-        pd.testing.assert_frame_equal(a.minima, b.minima)
-    assert not (path / "chunks").exists()
-    left = [p for p in path.rglob("*") if p.name.endswith(".tmp")]
-    assert not left, left
 
 
 @pytest.fixture(scope="module")

@@ -160,15 +160,17 @@ def rows_per_slice(model, n: int, memory_mb: int) -> int:
     return max(1, memory_mb * 2**20 // per_init)
 
 
-def analyse(objective, theta, cfg, inits, test_loss=None, slice_rows=None):
+def analyse(objective, theta, cfg, inits, test_loss=None, slice_rows=None, certifier=certify):
     """The whole analysis of one sweep point: ``(theta (R, P) polished, per-init
     DataFrame with the minimum id, minima DataFrame)``; ``slice_rows`` inits at a time.
 
     ``objective``: a :class:`nnkit.objective.Objective` on the host (float64);
     ``test_loss(theta) -> (R,)`` gives the test loss of the polished points, if any.
+    ``certifier`` polishes and classifies the points, as
+    :func:`~nnkit.landscape.critical.certify` does here (a cluster does it on its workers).
     """
     model = objective.model
-    theta, per_init, eigs = certify(objective, theta, cfg, slice_rows)
+    theta, per_init, eigs = certifier(objective, theta, cfg, slice_rows)
     loss = per_init["polished_loss"].to_numpy()
     kinds = per_init["kind"]
     ids = group(model, theta, loss, kinds.isin(MINIMA_KINDS).to_numpy(), cfg,

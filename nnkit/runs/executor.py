@@ -10,6 +10,7 @@ import logging
 import platform
 import subprocess
 import time
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -33,40 +34,90 @@ LONG_RUN_S = 24 * 3600
 
 log = logging.getLogger("nnkit")
 
+
+@dataclass(frozen=True)
+class Job:
+    """One chunk to train: the inits ``ids`` of sweep point ``point``."""
+
+    point: int
+    chunk: int
+    ids: np.ndarray
+
+
 #: the libraries whose versions every run records, besides the backends' own
 _LIBRARIES = ("numpy", "pandas", "pyarrow", "scipy")
 
 
-def train_points(folder: RunFolder, meta: dict, points, problems, tasks, backend, progress=None) -> None:
-    """Train every chunk of every sweep point that the folder does not hold yet.
+def train_points(folder: RunFolder, meta: dict, points, problems, tasks, backend, progress=None,
+                 cluster=None, asked=None, session=None) -> None:
+    """Train every chunk of every sweep point that the folder does not hold yet, on
+    ``backend`` here or, given a :class:`~nnkit.runs.cluster.Cluster`, on its workers
+    (each on the backend ``asked`` resolves to there, by default ``backend``'s); the
+    chunks are written here as they finish.
 
     ``points`` are the sweep's ``(values, experiment)``, ``problems`` and ``tasks`` one
-    per point. ``meta["chunk_sizes"][p]`` is fixed (and saved) when point ``p`` first
-    starts, so a continued run cuts its chunks alike.
+    per point. ``meta["chunk_sizes"]`` are fixed (and saved) before the first chunk
+    trains, so a continued run cuts its chunks alike. A cluster run records in
+    ``session["chunks"]`` the worker each chunk ran on, and in
+    ``session["cluster"]["workers"]`` the backend and device of each.
     """
     cells = sweep_cells([values for values, _ in points])
     estimate = _Estimate(meta["inits"])
     with progress_bar(meta["inits"], progress) as bar:
+        jobs = []
         for p, ((_, exp), problem, task) in enumerate(zip(points, problems, tasks)):
-            objective = make_objective(problem, backend)
-            chunk = meta["chunk_sizes"][p]
-            if chunk is None:
-                chunk = exp.run.chunk_size or chunk_size(objective, exp.train, exp.inits, exp.run.memory_mb)
-                chunk = meta["chunk_sizes"][p] = min(chunk, exp.inits)
-                folder.write_meta(meta)
-            for c, first in enumerate(range(0, exp.inits, chunk)):
-                ids = np.arange(first, min(first + chunk, exp.inits))
-                if folder.has_chunk(p, c, ids.size, problem.model.size, task.train.history > 0):
-                    bar.update(ids.size)
-                    estimate.skipped(ids.size)
-                    continue
-                note = _StepNote(bar, f"point {p} chunk {c}", exp.train.max_steps)
-                done = train_chunk(objective, task, ids, on_finish=bar.update, on_step=note)
-                table = pd.DataFrame({"point": p, **cells[p], **done.columns,
-                                      "chunk": c, "chunk_time_s": done.seconds})  # fmt: skip
-                history = None if done.history is None else pd.DataFrame({"point": p, **done.history})
-                folder.write_chunk(p, c, done.theta, table, history)
-                estimate.trained(ids.size, done.seconds)
+            for job in _jobs(folder, meta, p, exp, problem, task, backend):
+                if folder.has_chunk(p, job.chunk, job.ids.size, problem.model.size, task.train.history > 0):
+                    bar.update(job.ids.size)
+                    estimate.skipped(job.ids.size)
+                else:
+                    jobs.append(job)
+        if cluster is None:
+            done = _here(jobs, problems, tasks, backend, bar)
+        else:
+            done = cluster.train(jobs, problems, tasks, asked or backend.name)
+        session = session if session is not None and cluster is not None else {}
+        placed, seen = session.setdefault("chunks", {}), session.setdefault("cluster", {}).setdefault("workers", {})
+        saved = time.monotonic()
+        for job, chunk, where in done:
+            table = pd.DataFrame({"point": job.point, **cells[job.point], **chunk.columns,
+                                  "chunk": job.chunk, "chunk_time_s": chunk.seconds})  # fmt: skip
+            history = None if chunk.history is None else pd.DataFrame({"point": job.point, **chunk.history})
+            folder.write_chunk(job.point, job.chunk, chunk.theta, table, history)
+            estimate.trained(job.ids.size, chunk.seconds)
+            if where is not None:
+                bar.update(job.ids.size)
+                placed[f"{job.point}:{job.chunk}"] = where["worker"]
+                seen.setdefault(where["worker"], {}).update(backend=where["backend"], device=where["device"])
+                if time.monotonic() - saved > _META_EVERY_S:  # where chunks ran survives a kill, mostly
+                    folder.write_meta(meta)
+                    saved = time.monotonic()
+
+
+#: a cluster run rewrites meta.json (where the chunks ran) at most this often
+_META_EVERY_S = 2.0
+
+
+def _jobs(folder, meta, p, exp, problem, task, backend):
+    """The chunks of point ``p``, its chunk size fixed (and saved) first."""
+    chunk = meta["chunk_sizes"][p]
+    if chunk is None:
+        objective = make_objective(problem, backend)
+        chunk = exp.run.chunk_size or chunk_size(objective, exp.train, exp.inits, exp.run.memory_mb)
+        chunk = meta["chunk_sizes"][p] = min(chunk, exp.inits)
+        folder.write_meta(meta)
+    return [Job(p, c, np.arange(first, min(first + chunk, exp.inits))) for c, first in enumerate(range(0, exp.inits, chunk))]
+
+
+def _here(jobs, problems, tasks, backend, bar):
+    """Train ``jobs`` one after the other in this process: ``(job, chunk, None)``."""
+    objectives = {}
+    for job in jobs:
+        if job.point not in objectives:
+            objectives = {job.point: make_objective(problems[job.point], backend)}
+        note = _StepNote(bar, f"point {job.point} chunk {job.chunk}", tasks[job.point].train.max_steps)
+        chunk = train_chunk(objectives[job.point], tasks[job.point], job.ids, on_finish=bar.update, on_step=note)
+        yield job, chunk, None
 
 
 def chunk_counts(meta: dict, points) -> list[int]:

@@ -175,11 +175,14 @@ class Run:
     def headline(self) -> str:
         """One line: the experiment, its size, the backend and the time taken."""
         meta = self.meta
-        compiling = sum(session.get("compile_seconds", 0.0) for session in meta.get("sessions", []))
+        sessions = [s for s in meta.get("sessions", []) if isinstance(s, dict)]
+        compiling = sum(session.get("compile_seconds", 0.0) for session in sessions)
+        workers = {str(w) for s in sessions if isinstance(s.get("chunks"), dict) for w in s["chunks"].values()}
         return (
             f"{meta['experiment']}: {meta['inits']} inits, {meta['points']} point(s), "
             f"backend {meta['backend']} ({meta['dtype']}), {meta.get('train_seconds', 0):.2f} s"
             + (f" ({compiling:.2f} s of it compiling kernels)" if compiling >= 0.5 else "")
+            + (f", on {len(workers)} Dask worker(s)" if workers else "")
         )
 
     def figures(self) -> list[Path]:

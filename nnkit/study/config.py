@@ -72,14 +72,20 @@ class ModelConfig:
 @dataclass(frozen=True)
 class RunConfig:
     """How the work is cut: ``chunk_size`` inits at a time (0: as many as fit in
-    ``memory_mb``), on ``backend``."""
+    ``memory_mb``), on ``backend``; here, or as tasks on the Dask scheduler at
+    ``scheduler`` (an address such as ``tcp://host:8786``), or on a ``LocalCluster`` of
+    ``workers`` processes started for the run (0: none)."""
 
     backend: str = "auto"
     chunk_size: int = 0
     memory_mb: int = 512
+    scheduler: str = ""
+    workers: int = 0
 
     def check(self):
-        validate.check(self, "run", chunk_size=">= 0", memory_mb=">= 1")
+        validate.check(self, "run", chunk_size=">= 0", memory_mb=">= 1", workers=">= 0")
+        if self.scheduler and self.workers:
+            raise ConfigError("run.scheduler and run.workers are exclusive: a remote cluster or a local one")
         allowed = backends.names()
         if self.backend not in allowed:
             raise ConfigError(
