@@ -620,7 +620,7 @@ def test_a_run_where_most_inits_fail_says_why_and_what_to_change(tmp_path, exp_f
     diverging = invoke("run", exp_file, "--results", tmp_path / "res", "--set", "train.lr=500")
     assert diverging.exit_code == 0, diverging.output
     text = " ".join(diverging.stdout.split())
-    assert "only 0 of 8 inits converged" in text and "8 diverged" in text and "lower train.lr (now 500" in text
+    assert "only 0 of 8 inits converged" in text and "8 diverged" in text and "lower train.lr, now 500" in text
     shown = invoke("show", diverging.stdout.strip().splitlines()[-1])
     assert "lower train.lr" in " ".join(shown.stdout.split())
 

@@ -84,17 +84,32 @@ def diagnosis(runs: pd.DataFrame, train_cfgs, sweep_keys) -> list[str]:
         if len(capped):
             text.append(f"Their final gradient norms: median {gn.median():.2g}, 10% {gn.quantile(0.1):.2g}, "
                         f"90% {gn.quantile(0.9):.2g}.")  # fmt: skip
+        restarted = int((group["restarts"] > 0).sum()) if "restarts" in group else 0
+        if restarted:
+            text.append(f"{restarted} were restarted with smaller steps (train.restarts = {cfg.restarts}).")
+        lower = _lower_the_step(cfg, group)
         if diverged >= 0.1 * n:
-            text.append(f"Divergence means the step is too large for these inits: lower train.lr (now {cfg.lr:g}),"
-                        f" for example to {cfg.lr / 4:g}.")  # fmt: skip
+            text.append(f"Divergence means the step is too large for these inits: {lower}.")
         if len(capped) >= 0.1 * n:
             if gn.median() <= 100 * cfg.grad_tol:
                 text.append("They were close to converging: raise train.max_steps.")
             else:
                 text.append(f"They ended far from a critical point: either the step is too large and they "
-                            f"oscillate (lower train.lr, now {cfg.lr:g}, for example to {cfg.lr / 4:g}"
+                            f"oscillate ({lower}"
                             + ("; the diverged inits point that way" if diverged else "")
                             + "), or they need more steps (raise train.max_steps); train.history > 0 records "
                             "the loss curves that tell which.")  # fmt: skip
         out.append(" ".join(text))
     return out
+
+
+def _lower_the_step(cfg, group) -> str:
+    """What to change when the step is too large: a smaller train.lr, or restarts."""
+    if cfg.lr == "auto":
+        used = group["lr"].median() if "lr" in group else float("nan")
+        text = f'set train.lr to a number below the steps train.lr = "auto" chose (median {used:g})'
+    else:
+        text = f"lower train.lr, now {cfg.lr:g}, for example to {cfg.lr / 4:g}"
+    if cfg.restarts == 0:
+        text += ', or restart the failed inits with half the step: train.restarts = 3, train.restart_on = ["diverged", "max_steps"]'
+    return text

@@ -25,7 +25,7 @@ from .store import RunFolder
 
 #: column order of runs.parquet (sweep keys come right after ``point``)
 RUN_COLUMNS = (
-    "point", "init", "seed", "status", "steps", "loss", "grad_norm",
+    "point", "init", "seed", "status", "steps", "loss", "grad_norm", "lr", "restarts",
     "train_loss", "test_loss", "train_error", "test_error", "chunk", "chunk_time_s",
 )  # fmt: skip
 

@@ -29,7 +29,7 @@ class Task:
 class Chunk:
     """What training a chunk gives: per init (rows in the order of ``ids``) the final
     ``theta (R, P)`` and the ``columns`` of ``runs.parquet`` (``init``, ``seed``,
-    ``status``, ``steps``, ``loss``, ``grad_norm``, ``train_loss``, ``test_loss``,
+    ``status``, ``steps``, ``loss``, ``grad_norm``, ``lr``, ``restarts``, ``train_loss``, ``test_loss``,
     ``train_error``, ``test_error``), the ``history`` (a dict of equal-length arrays
     ``init, step, loss, grad_norm``) or None, and the wall ``seconds`` training took
     (evaluation aside)."""
@@ -59,6 +59,8 @@ def train_chunk(objective, task: Task, ids, *, on_finish=None, on_step=None) -> 
         "steps": res.steps,
         "loss": res.loss,
         "grad_norm": res.grad_norm,
+        "lr": res.lr,
+        "restarts": res.restarts,
         **evaluate(objective, res.theta, task.train.dtype, task.memory_mb),
     }
     return Chunk(res.theta, columns, res.history, seconds)

@@ -24,6 +24,7 @@ Updates (``g`` the gradient, ``b`` a per-init buffer starting at zero)::
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
@@ -32,6 +33,7 @@ import numpy as np
 from ..core import validate
 from ..core.seeding import shuffle_rng
 from ..core.stops import Stop, labels
+from . import safeguards
 
 #: the largest ``max_steps``: more than any run takes (a year at 3e7 steps per second),
 #: and far from the integer overflow of the compiled loops
@@ -46,7 +48,9 @@ class TrainConfig:
     init separately."""
 
     method: Literal["gd", "momentum", "nesterov", "sgd"] = "gd"
-    lr: float = 0.1
+    #: a number, or "auto": each init's step from the curvature at its start point
+    #: (:func:`nnkit.training.safeguards.auto_steps`)
+    lr: float | Literal["auto"] = 0.1
     momentum: float = 0.9
     batch_size: int = 32
     max_steps: int = 1000
@@ -55,20 +59,30 @@ class TrainConfig:
     max_loss: float = 1e10
     history: int = 0
     dtype: Literal["float64", "float32"] = "float64"
+    #: times an init that ends with a status in ``restart_on`` starts again from its
+    #: start point with half its previous step (0: never)
+    restarts: int = 0
+    restart_on: tuple[Literal["diverged", "max_steps"], ...] = ("diverged",)
 
     def check(self):
         validate.check(
-            self, "train", lr="> 0", momentum="in [0, 1)", batch_size=">= 1",
+            self, "train", momentum="in [0, 1)", batch_size=">= 1",
             max_steps=f"in [0, {MAX_STEPS:.0e}]", grad_tol=">= 0", max_loss="> 0",
-            history=f"in [0, {MAX_HISTORY:.0e}]",
+            history=f"in [0, {MAX_HISTORY:.0e}]", restarts="in [0, 30]",
         )  # fmt: skip
+        if self.lr != "auto":
+            validate.check(self, "train", lr="> 0")
+
+    def with_lr(self, lr: float) -> TrainConfig:
+        return dataclasses.replace(self, lr=float(lr))
 
 
 @dataclass
 class TrainResult:
     """Per-init outcome, all on the host: ``theta (R, P)`` float64, ``status (R,)``,
-    ``steps (R,)``, ``loss (R,)``, ``grad_norm (R,)``, and ``history`` (a dict of
-    equal-length arrays ``init, step, loss, grad_norm``) or None."""
+    ``steps (R,)``, ``loss (R,)``, ``grad_norm (R,)``, ``history`` (a dict of
+    equal-length arrays ``init, step, loss, grad_norm``) or None, and per init the
+    step ``lr (R,)`` its last attempt trained with and its ``restarts (R,)``."""
 
     theta: np.ndarray
     status: np.ndarray
@@ -76,6 +90,8 @@ class TrainResult:
     loss: np.ndarray
     grad_norm: np.ndarray
     history: dict | None = None
+    lr: np.ndarray | None = None
+    restarts: np.ndarray | None = None
 
     @classmethod
     def concat(cls, parts) -> TrainResult:
@@ -85,7 +101,8 @@ class TrainResult:
         history = None
         if histories:
             history = {key: np.concatenate([h[key] for h in histories]) for key in histories[0]}
-        return cls(join("theta"), join("status"), join("steps"), join("loss"), join("grad_norm"), history)
+        return cls(join("theta"), join("status"), join("steps"), join("loss"), join("grad_norm"), history,
+                   join("lr"), join("restarts"))  # fmt: skip
 
 
 def history_steps(max_steps: int, points: int) -> np.ndarray:
@@ -108,20 +125,67 @@ def train(objective, theta0, cfg, *, seed=0, ids=None, on_finish=None, on_step=N
     loop (full-batch training without history on the ``numba`` backend and the
     ``cuda`` backend's small networks), it runs in one compiled call, calling neither
     back until it is done.
+
+    ``cfg.lr = "auto"`` and ``cfg.restarts`` (:mod:`.safeguards`) train the inits in
+    groups of one step size each; an init restarted after a failure is trained again
+    from ``theta0`` (the history keeps its last attempt only).
     """
     theta0 = np.asarray(theta0, dtype=np.float64)
-    ids = np.arange(theta0.shape[0]) if ids is None else np.asarray(ids)
+    R = theta0.shape[0]
+    ids = np.arange(R) if ids is None else np.asarray(ids)
     if cfg.method == "sgd" and objective.samples is None:
         raise ValueError(f"{type(objective).__name__} has no samples to draw minibatches from: "
                          "train it with method gd, momentum or nesterov")  # fmt: skip
     # overflow and NaN are expected from diverging inits, which the rules below flag
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        if objective.fuses(cfg):
-            fused = objective.train_fused(theta0, cfg)  # the whole loop in one compiled call
+        if cfg.lr != "auto" and cfg.restarts == 0:
+            res = _train_one_step(objective, theta0, cfg, seed, ids, on_finish, on_step)
+            res.lr, res.restarts = np.full(R, float(cfg.lr)), np.zeros(R, dtype=np.int64)
+            return res
+        lr = safeguards.auto_steps(objective, theta0, ids) if cfg.lr == "auto" else np.full(R, float(cfg.lr))
+        restarts = np.zeros(R, dtype=np.int64)
+        out, todo = None, np.arange(R)
+        for attempt in range(cfg.restarts + 1):
+            for step in np.unique(lr[todo]):  # one batch per step size
+                rows = todo[lr[todo] == step]
+                part = _train_one_step(objective, theta0[rows], cfg.with_lr(step), seed, ids[rows], on_finish, on_step)
+                out = _place(out, part, rows, R)
+            failed = todo[np.isin(out.status[todo], cfg.restart_on) & (lr[todo] / 2 >= safeguards.LR_MIN)]
+            if attempt == cfg.restarts or failed.size == 0:
+                break
+            lr[failed] /= 2
+            restarts[failed] += 1
             if on_finish is not None:
-                on_finish(theta0.shape[0])
-            return TrainResult(fused.theta, labels(fused.stop), fused.steps, fused.loss, fused.grad_norm)
-        return _train(objective, theta0, cfg, seed, ids, on_finish, on_step)
+                on_finish(-failed.size)  # they run again
+            todo = failed
+    out.status = out.status.astype(str)
+    out.lr, out.restarts = lr, restarts
+    return out
+
+
+def _train_one_step(objective, theta0, cfg, seed, ids, on_finish, on_step) -> TrainResult:
+    """Every init of ``theta0`` with the one step ``cfg.lr``."""
+    if objective.fuses(cfg):
+        fused = objective.train_fused(theta0, cfg)  # the whole loop in one compiled call
+        if on_finish is not None:
+            on_finish(theta0.shape[0])
+        return TrainResult(fused.theta, labels(fused.stop), fused.steps, fused.loss, fused.grad_norm)
+    return _train(objective, theta0, cfg, seed, ids, on_finish, on_step)
+
+
+def _place(out: TrainResult | None, part: TrainResult, rows, R: int) -> TrainResult:
+    """``part`` (the inits ``rows`` of a batch of ``R``) written into ``out``; the
+    history of those inits replaced by theirs in ``part``."""
+    if out is None:
+        out = TrainResult(np.full((R, part.theta.shape[1]), np.nan), np.full(R, Stop.MAX_STEPS.label, dtype=object),
+                          np.zeros(R, dtype=np.int64), np.full(R, np.nan), np.full(R, np.nan))  # fmt: skip
+    out.theta[rows], out.status[rows], out.steps[rows] = part.theta, part.status, part.steps
+    out.loss[rows], out.grad_norm[rows] = part.loss, part.grad_norm
+    if part.history is not None:
+        again = np.isin(out.history["init"], part.history["init"]) if out.history is not None else None
+        kept = {} if again is None else {key: value[~again] for key, value in out.history.items()}
+        out.history = {key: np.concatenate([kept.get(key, value[:0]), value]) for key, value in part.history.items()}
+    return out
 
 
 def _train(objective, theta0, cfg, seed, ids, on_finish, on_step):
