@@ -207,7 +207,7 @@ def minima(run_dir, overrides, scheduler, workers, quiet):
 
     _log_to_stderr(quiet)
     run = load(run_dir)
-    analyse_run(run, overrides, **_cluster_options(scheduler, workers))
+    analyse_run(run, overrides, progress=False if quiet else None, **_cluster_options(scheduler, workers))
     if not quiet:
         _print_minima(run)
     click.echo(str(run.path))
@@ -277,7 +277,7 @@ def _table(frame) -> str:
 def _print_summary(run):
     click.echo(run.headline())
     click.echo(_table(run.training()))
-    for paragraph in run.diagnosis():
+    for paragraph in run.training_diagnosis():
         click.echo("\n" + textwrap.fill(paragraph, 100))
     _print_minima(run)
 
@@ -289,11 +289,13 @@ def _print_minima(run):
         return
     if minima.empty:
         click.echo("\nno init ended at a certified minimum (the column kind of runs.parquet says where they did)")
-        return
-    click.echo("\nwhere the inits ended:")
-    click.echo(_table(run.landing()))
-    click.echo(f"\ndistinct minima, most frequent first ({len(minima)} in all; minima.parquet has every one):")
-    click.echo(_table(run.top_minima()))
+    else:
+        click.echo("\nwhere the inits ended:")
+        click.echo(_table(run.landing()))
+        click.echo(f"\ndistinct minima, most frequent first ({len(minima)} in all; minima.parquet has every one):")
+        click.echo(_table(run.top_minima()))
+    for paragraph in run.analysis_diagnosis():
+        click.echo("\n" + textwrap.fill(paragraph, 100))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,10 +11,12 @@ The analysis writes
 * ``minima.parquet``: one row per distinct minimum and sweep point;
 * ``runs.parquet``: gains per init ``minimum`` (id, -1 for no converged minimum),
   ``kind``, ``index``, ``nullity``, ``eig_min``, ``eig_max``, ``polished_loss``,
-  ``polished_grad_norm``, ``polished_test_loss``, ``polish_steps``, ``polish_move``;
+  ``polished_grad_norm``, ``polished_test_loss``, ``descend_steps``, ``descend_move``,
+  ``polish_steps``, ``polish_move``, ``why_not``;
 * ``params/point-NNN-polished.npy``: the polished points;
-* ``analysis.json``: the settings used (one set per point when a sweep varies them)
-  and the time taken;
+* ``analysis.json``: the settings used (one set per point when a sweep varies them),
+  the time taken, and per point the seconds of each stage (``descend``, ``polish``,
+  ``spectrum``, ``group``, ``test_loss``; summed over the workers on a cluster);
 * ``figures/``: among them the minima by loss level and the Hessian spectra.
 """
 
@@ -115,7 +117,7 @@ def run_experiment(
                 _train(folder, meta, points, problems, tasks, be, progress, cl, asked)
                 if experiment.analysis.enabled:
                     try:
-                        _analyse_run(load(folder.path), (), cl)
+                        _analyse_run(load(folder.path), (), cl, progress)
                     except KeyboardInterrupt:
                         raise Interrupted(folder.path, "analysis") from None
         except Exception:
@@ -217,7 +219,8 @@ def _resumable(folder: RunFolder, experiment: config.Experiment, points, problem
     return meta
 
 
-def analyse_run(run: Run, overrides=(), *, scheduler: str | None = None, workers: int | None = None) -> pd.DataFrame:
+def analyse_run(run: Run, overrides=(), *, scheduler: str | None = None, workers: int | None = None,
+                progress: bool | None = None) -> pd.DataFrame:  # fmt: skip
     """Map the minima of the finished run ``run`` with its ``[analysis]`` settings
     changed by ``overrides`` (``analysis.KEY=VALUE``); swept ``analysis.*`` keys apply
     to their own points. Writes the tables and figures; returns the minima table.
@@ -228,10 +231,10 @@ def analyse_run(run: Run, overrides=(), *, scheduler: str | None = None, workers
         stored = run.config.get("run", {})
         scheduler, workers = stored.get("scheduler", ""), stored.get("workers", 0)
     with _cluster(scheduler, workers) as cl:
-        return _analyse_run(run, overrides, cl)
+        return _analyse_run(run, overrides, cl, progress)
 
 
-def _analyse_run(run: Run, overrides, cl) -> pd.DataFrame:
+def _analyse_run(run: Run, overrides, cl, progress=None) -> pd.DataFrame:
     raw = copy.deepcopy(run.config)
     for item in overrides:
         if not item.split("=", 1)[0].strip().startswith("analysis."):
@@ -243,13 +246,13 @@ def _analyse_run(run: Run, overrides, cl) -> pd.DataFrame:
     with run.folder.writing():
         run.reload()  # as it is now that this process holds it
         run.check()  # every file it reads is whole before anything is written
-        minima = _analyse(run, points, problems, cl)
+        minima = _analyse(run, points, problems, cl, progress)
         run.folder.clean()
         _write_figures(run)  # the final-loss histogram, the minima and their spectra among them
     return minima
 
 
-def _analyse(run: Run, points, problems, cl=None) -> pd.DataFrame:
+def _analyse(run: Run, points, problems, cl=None, progress=None) -> pd.DataFrame:
     """The analysis of ``run`` (held by this process). Its files are written at the
     end, ``analysis.json`` removed before the first and written after the last, so that
     a kill while writing leaves a run that reads as not analysed (and a Ctrl-C before
@@ -257,8 +260,9 @@ def _analyse(run: Run, points, problems, cl=None) -> pd.DataFrame:
     host = backends.get("numpy")  # polishing and Hessians: float64 on the CPU
     runs = run.runs.drop(columns=[c for c in ANALYSIS_COLUMNS if c in run.runs.columns])
     started = time.perf_counter()
-    per_point, tables, settings, polished = [], [], [], []
-    with np.errstate(all="ignore"):  # diverged inits are expected, and flagged
+    per_point, tables, settings, polished, stages = [], [], [], [], []
+    bar = executor.progress_bar(len(runs), progress, "analysis")
+    with bar, np.errstate(all="ignore"):  # diverged inits are expected, and flagged
         for p, ((_, point_exp), problem) in enumerate(zip(points, problems)):
             rows = runs.index[runs["point"] == p]
             objective = make_objective(problem, host)
@@ -266,12 +270,14 @@ def _analyse(run: Run, points, problems, cl=None) -> pd.DataFrame:
             on_samples = make_objective(dataclasses.replace(problem, teacher=None), host)
             cfg = point_exp.analysis
             t0 = time.perf_counter()
+            seconds = {}
             theta, per_init, minima = analyse(
                 objective, run.params(p), cfg, runs.loc[rows, "init"].to_numpy(),
                 lambda th: evaluate(on_samples, th, memory_mb=point_exp.run.memory_mb, splits=("test",))["test_loss"],
                 rows_per_slice(problem.model, problem.data.n, point_exp.run.memory_mb),
-                certify if cl is None else cl.certifier(problem),
+                certify if cl is None else cl.certifier(problem), bar.update, seconds,
             )  # fmt: skip
+            stages.append({stage: round(s, 3) for stage, s in seconds.items()})
             per_init.index = rows
             per_point.append(per_init)
             polished.append(theta)
@@ -291,6 +297,7 @@ def _analyse(run: Run, points, problems, cl=None) -> pd.DataFrame:
     write_parquet(run.folder.runs_file, runs)
     write_json(run.folder.analysis_file, {
         "settings": settings[0] if all(s == settings[0] for s in settings) else settings,
+        "stages_seconds": stages,
         "seconds": round(time.perf_counter() - started, 3),
     })  # fmt: skip
     run.reload()  # the tables read before are stale now

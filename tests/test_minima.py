@@ -285,3 +285,49 @@ def test_analysis_in_slices_equals_all_at_once():
     sliced = analyse(land, start, AnalysisConfig(), np.arange(9), slice_rows=2)
     np.testing.assert_array_equal(whole[0], sliced[0])
     pd.testing.assert_frame_equal(whole[1], sliced[1])
+
+
+def test_descent_goes_downhill_to_a_minimum_never_to_the_saddle_beside_it():
+    from nnkit.landscape.descent import descend
+
+    land = quartic()
+    start = np.array([[0.02, 0.95, -0.05], [0.6, -0.3, 1.4]])  # next to a saddle; far from everything
+    res = descend(land, start, 1e-12, 100)
+    assert (res.grad_norm <= 1e-12).all() and (res.steps < 60).all()
+    np.testing.assert_allclose(np.abs(res.theta), 1.0, atol=1e-12)  # minima only: every coordinate +-1
+    assert (res.loss <= land.value_and_grad(start)[0]).all()
+    polished = polish(land, start[:1], 1e-12, 50)  # polishing the first finds the saddle instead
+    np.testing.assert_allclose(polished.theta, [[0, 1, 0]], atol=1e-12)
+
+
+def test_the_analysis_says_why_not_and_descend_certifies_what_training_left_far_away():
+    land = quartic(make_problem(activation="linear", widths=(1,), d=1, bias=False, output_bias=False)[0])
+    start = np.array([[0.6, 1.0], [1.001, 1.0], [np.nan, 1.0]])
+    _, plain, _ = analyse(land, start, AnalysisConfig(polish_steps=2), [0, 1, 2])
+    assert list(plain["why_not"]) == ["far", "", "finite"] and (plain["descend_steps"] == 0).all()
+    _, moved, _ = analyse(land, start, AnalysisConfig(), [0, 1, 2])
+    assert moved["why_not"].iloc[0] == "moved"
+    seconds, seen = {}, []
+    _, far, _ = analyse(land, start, AnalysisConfig(descend=True), [0, 1, 2], slice_rows=2,
+                        on_rows=seen.append, seconds=seconds)  # fmt: skip
+    assert list(far["kind"][:2]) == ["strict minimum"] * 2 and far["why_not"].iloc[0] == ""
+    assert far["descend_move"].iloc[0] > 0.05 and far["polish_move"].iloc[0] < 1e-6
+    assert sum(seen) == 3 and {"descend", "polish", "spectrum", "group", "test_loss"} <= set(seconds)
+
+
+def test_a_run_certified_after_descent_says_so_and_times_its_stages(tmp_path):
+    """Training stopped far too early: the plain analysis says why nothing is
+    certified and what to change; with analysis.descend = true the minima are found."""
+    path = tmp_path / "early.toml"
+    path.write_text(textwrap.dedent(XOR).replace("max_steps = ", "max_steps = 30  # ") + "\n")
+    done = CliRunner().invoke(main, ["run", str(path), "--results", str(tmp_path / "r"), "-q"])
+    assert done.exit_code == 0, done.output
+    run_dir = done.output.strip().splitlines()[-1]
+    shown = " ".join(CliRunner().invoke(main, ["show", run_dir]).output.split())
+    assert "the analysis certified" in shown and "analysis.descend = true" in shown
+    again = CliRunner().invoke(main, ["minima", run_dir, "--set", "analysis.descend=true"])
+    assert again.exit_code == 0, again.output
+    run = nnkit.load(run_dir)
+    assert (run.runs["kind"] != "not converged").mean() > 0.5 and (run.runs["descend_steps"] > 0).all()
+    stages = json.loads((run.path / "analysis.json").read_text())["stages_seconds"]
+    assert len(stages) == run.points and {"descend", "polish", "spectrum"} <= set(stages[0])

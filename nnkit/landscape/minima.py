@@ -14,6 +14,7 @@ the order immaterial.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +32,11 @@ MINIMA_KINDS = ("strict minimum", "degenerate minimum")
 class AnalysisConfig:
     """Mapping the minima after training (``enabled``; ``nnkit minima RUN`` redoes it).
 
+    ``descend``: first carry each final point on downhill with damped Newton steps
+    (:mod:`nnkit.landscape.descent`) until its gradient norm is at most
+    ``descend_tol`` (at most ``descend_steps``), for runs that stopped far from a
+    critical point; polishing's radius is then measured from where descent ended.
+
     ``polish``: drive each final point's gradient norm down to ``grad_tol`` with
     Levenberg-Marquardt steps on the gradient norm (at most ``polish_steps``;
     :mod:`nnkit.landscape.polishing`); points that do not get there, or get there
@@ -45,6 +51,9 @@ class AnalysisConfig:
     """
 
     enabled: bool = False
+    descend: bool = False
+    descend_tol: float = 1e-8
+    descend_steps: int = 200
     polish: bool = True
     grad_tol: float = 1e-10
     polish_steps: int = 100
@@ -57,8 +66,8 @@ class AnalysisConfig:
 
     def check(self):
         validate.check(
-            self, "analysis", grad_tol="> 0", polish_steps=">= 0", polish_radius="> 0", eig_tol=">= 0",
-            loss_tol=">= 0", distance_tol=">= 0", global_tol=">= 0",
+            self, "analysis", grad_tol="> 0", polish_steps=">= 0", descend_tol="> 0", descend_steps=">= 0",
+            polish_radius="> 0", eig_tol=">= 0", loss_tol=">= 0", distance_tol=">= 0", global_tol=">= 0",
         )  # fmt: skip
         if self.optimum == math.inf:
             raise ConfigError("analysis.optimum = inf is not allowed (a number, or -inf for unknown)")
@@ -160,22 +169,30 @@ def rows_per_slice(model, n: int, memory_mb: int) -> int:
     return max(1, memory_mb * 2**20 // per_init)
 
 
-def analyse(objective, theta, cfg, inits, test_loss=None, slice_rows=None, certifier=certify):
+def analyse(objective, theta, cfg, inits, test_loss=None, slice_rows=None, certifier=certify,
+            on_rows=None, seconds=None):  # fmt: skip
     """The whole analysis of one sweep point: ``(theta (R, P) polished, per-init
     DataFrame with the minimum id, minima DataFrame)``; ``slice_rows`` inits at a time.
 
     ``objective``: a :class:`nnkit.objective.Objective` on the host (float64);
     ``test_loss(theta) -> (R,)`` gives the test loss of the polished points, if any.
     ``certifier`` polishes and classifies the points, as
-    :func:`~nnkit.landscape.critical.certify` does here (a cluster does it on its workers).
+    :func:`~nnkit.landscape.critical.certify` does here (a cluster does it on its
+    workers), calling ``on_rows(k)`` as ``k`` more are done; ``seconds`` (a dict)
+    gains the time of each stage.
     """
     model = objective.model
-    theta, per_init, eigs = certifier(objective, theta, cfg, slice_rows)
+    seconds = {} if seconds is None else seconds
+    theta, per_init, eigs = certifier(objective, theta, cfg, slice_rows, on_rows, seconds)
+    started = time.perf_counter()
     loss = per_init["polished_loss"].to_numpy()
     kinds = per_init["kind"]
     ids = group(model, theta, loss, kinds.isin(MINIMA_KINDS).to_numpy(), cfg,
                 (kinds == "degenerate minimum").to_numpy())  # fmt: skip
     per_init["minimum"] = ids
+    seconds["group"] = seconds.get("group", 0.0) + time.perf_counter() - started
+    started = time.perf_counter()
     test = np.full(theta.shape[0], np.nan) if test_loss is None else np.asarray(test_loss(theta))
     per_init["polished_test_loss"] = test
+    seconds["test_loss"] = seconds.get("test_loss", 0.0) + time.perf_counter() - started
     return theta, per_init, table(per_init, ids, eigs, test, cfg, np.asarray(inits))

@@ -113,3 +113,43 @@ def _lower_the_step(cfg, group) -> str:
     if cfg.restarts == 0:
         text += ', or restart the failed inits with half the step: train.restarts = 3, train.restart_on = ["diverged", "max_steps"]'
     return text
+
+
+def analysis_diagnosis(runs: pd.DataFrame, settings: list[dict], sweep_keys) -> list[str]:
+    """One short paragraph per sweep point where the analysis certified fewer than half
+    of the inits: why the others are "not converged" (the column ``why_not``: gradient
+    norms, the distances polishing moved) and what to change. ``settings[p]`` are the
+    ``[analysis]`` settings point ``p`` was analysed with."""
+    out = []
+    if "why_not" not in runs:
+        return out
+    for p, group in runs.groupby("point", sort=True):
+        n, failed = len(group), group[group["kind"] == "not converged"]
+        if len(failed) <= (1 - FAILING) * n:
+            continue
+        cfg = settings[p] if p < len(settings) else settings[-1]
+        where = ", ".join(f"{key} = {group[key].iloc[0]}" for key in sweep_keys)
+        head = f"point {p}" + (f" ({where})" if where else "")
+        far, moved = failed[failed["why_not"] == "far"], failed[failed["why_not"] == "moved"]
+        finite = int((failed["why_not"] == "finite").sum())
+        text = [f"{head}: the analysis certified {n - len(failed)} of {n} inits as critical points."]
+        if len(far):
+            text.append(f"{len(far)} kept a gradient norm above analysis.grad_tol = {cfg['grad_tol']:g} (after "
+                        f"polishing: median {far['polished_grad_norm'].median():.2g}; where training ended: "
+                        f"median {far['grad_norm'].median():.2g}).")  # fmt: skip
+        if len(moved):
+            text.append(f"{len(moved)} were moved by polishing more than analysis.polish_radius = "
+                        f"{cfg['polish_radius']:g} (median {moved['polish_move'].median():.2g}): the critical "
+                        "point it found is not the one they were approaching.")  # fmt: skip
+        if finite:
+            text.append(f"{finite} had a loss or parameters that are not finite (diverged).")
+        if len(far) + len(moved):
+            if cfg.get("descend"):
+                text.append(f"Descent ran {int(failed['descend_steps'].max())} steps "
+                            f"(analysis.descend_steps = {cfg['descend_steps']}): raise it, or train longer.")  # fmt: skip
+            else:
+                text.append("Training stopped far from a critical point: train longer (train.max_steps, "
+                            "train.grad_tol), or let the analysis carry each point downhill first with Newton "
+                            "steps: analysis.descend = true (nnkit minima RUN --set analysis.descend=true).")  # fmt: skip
+        out.append(" ".join(text))
+    return out

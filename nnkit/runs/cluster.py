@@ -96,7 +96,8 @@ class Cluster:
         import numpy as np
         import pandas as pd
 
-        def certify(objective, theta, cfg, slice_rows=None):
+        def certify(objective, theta, cfg, slice_rows=None, on_rows=None, seconds=None):
+            seconds = {} if seconds is None else seconds
             rows = theta.shape[0]
             step = slice_rows or rows
             threads = sum(w["nthreads"] or 1 for w in self.workers().values()) or 1
@@ -108,8 +109,16 @@ class Cluster:
                                    key=f"nnkit-certify-{self.token}-{uuid.uuid4().hex[:8]}", pure=False)
                 for a in range(0, rows, per_batch)
             ]  # fmt: skip
+            order = {future: i for i, future in enumerate(futures)}
+            parts = [None] * len(futures)
             try:
-                parts = self.client.gather(futures)
+                for future in _distributed().as_completed(futures):
+                    theta_part, frame, eigs, spent = future.result()
+                    parts[order[future]] = theta_part, frame, eigs
+                    for stage, s in spent.items():  # summed over the workers
+                        seconds[stage] = seconds.get(stage, 0.0) + s
+                    if on_rows is not None:
+                        on_rows(theta_part.shape[0])
             finally:
                 self.client.cancel([*futures, shared])
             return (np.concatenate([p[0] for p in parts]),
@@ -184,4 +193,5 @@ def _train_on_worker(shared, ids, backend: str):
 def _certify_on_worker(shared, theta, cfg, slice_rows):
     from ..landscape.critical import certify
 
-    return certify(_objective(shared[0], "numpy"), theta, cfg, slice_rows)
+    seconds = {}
+    return (*certify(_objective(shared[0], "numpy"), theta, cfg, slice_rows, seconds=seconds), seconds)

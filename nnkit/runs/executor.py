@@ -251,7 +251,7 @@ class _NoBar:
         return False
 
 
-def progress_bar(total, progress):
+def progress_bar(total, progress, desc="training"):
     """A tqdm bar over ``total`` inits (``progress`` None: on a terminal only; False:
     none)."""
     if progress is False:
@@ -261,6 +261,6 @@ def progress_bar(total, progress):
     return tqdm(
         total=total,
         unit="init",
-        desc="training",
+        desc=desc,
         disable=None if progress is None else False,
     )

@@ -22,7 +22,8 @@ RUN_COLUMNS = ("point", "init", "seed", "status", "steps", "loss", "grad_norm")
 #: the per-init columns an analysis adds to runs.parquet
 ANALYSIS_COLUMNS = (
     "minimum", "kind", "index", "nullity", "eig_min", "eig_max", "polished_loss",
-    "polished_grad_norm", "polished_test_loss", "polish_steps", "polish_move",
+    "polished_grad_norm", "polished_test_loss", "descend_steps", "descend_move", "polish_steps",
+    "polish_move", "why_not",
 )  # fmt: skip
 
 #: the columns every minima.parquet has
@@ -158,10 +159,25 @@ class Run:
         return None if self.minima is None else tables.top_minima(self.minima, self.sweep_keys, top)
 
     def diagnosis(self) -> list[str]:
-        """A short paragraph per sweep point where most inits failed to converge: how
-        they ended and what to change (empty when every point went well)."""
+        """A short paragraph per sweep point where most inits failed to converge, or
+        where the analysis certified fewer than half of them: how they ended and what
+        to change (empty when every point went well)."""
+        return self.training_diagnosis() + self.analysis_diagnosis()
+
+    def training_diagnosis(self) -> list[str]:
+        """The paragraphs of :meth:`diagnosis` on training."""
         cfgs = [exp.train for _, exp in config.expand_sweep(self.experiment)]
         return tables.diagnosis(self.runs, cfgs, self.sweep_keys)
+
+    def analysis_diagnosis(self) -> list[str]:
+        """The paragraphs of :meth:`diagnosis` on the analysis (none before one)."""
+        if not self.analysed:
+            return []
+        settings = read_json(self.folder.analysis_file).get("settings", {})
+        settings = settings if isinstance(settings, list) else [settings]
+        if not settings or not all(isinstance(s, dict) and {"grad_tol", "polish_radius"} <= set(s) for s in settings):
+            return []
+        return tables.analysis_diagnosis(self.runs, settings, self.sweep_keys)
 
     def summary(self) -> dict[str, pd.DataFrame]:
         """Every table ``nnkit show`` prints, by name: ``training`` and, after an
