@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import functools
 import logging
 import time
 from pathlib import Path
@@ -34,6 +35,7 @@ import pandas as pd
 
 from . import backends, study
 from .errors import UserError
+from .landscape import problem_symmetry
 from .landscape.critical import certify
 from .landscape.minima import analyse, rows_per_slice
 from .objective import make_objective, runs_on
@@ -102,6 +104,9 @@ def run_experiment(
         raise UserError(f"{folder.path} exists already (use --resume to continue a run)")
     points = config.expand_sweep(experiment)
     problems = study.problems(points)  # every point's data made and checked before any write
+    if experiment.analysis.enabled:
+        for p, ((_, exp), problem) in enumerate(zip(points, problems)):
+            _orbit_keys(exp.analysis, problem, p)  # an analysis that cannot run is said before training
     if scheduler is None and workers is None:
         scheduler, workers = experiment.run.scheduler, experiment.run.workers
     asked = backend or experiment.run.backend
@@ -269,13 +274,14 @@ def _analyse(run: Run, points, problems, cl=None, progress=None) -> pd.DataFrame
             # the test loss is the loss on the test samples, whatever the objective
             on_samples = make_objective(dataclasses.replace(problem, teacher=None), host)
             cfg = point_exp.analysis
+            orbit_keys = _orbit_keys(cfg, problem, p)
             t0 = time.perf_counter()
             seconds = {}
             theta, per_init, minima = analyse(
                 objective, run.params(p), cfg, runs.loc[rows, "init"].to_numpy(),
                 lambda th: evaluate(on_samples, th, memory_mb=point_exp.run.memory_mb, splits=("test",))["test_loss"],
                 rows_per_slice(problem.model, problem.data.n, point_exp.run.memory_mb),
-                certify if cl is None else cl.certifier(problem), bar.update, seconds,
+                certify if cl is None else cl.certifier(problem), bar.update, seconds, orbit_keys,
             )  # fmt: skip
             stages.append({stage: round(s, 3) for stage, s in seconds.items()})
             per_init.index = rows
@@ -302,6 +308,17 @@ def _analyse(run: Run, points, problems, cl=None, progress=None) -> pd.DataFrame
     })  # fmt: skip
     run.reload()  # the tables read before are stale now
     return minima
+
+
+def _orbit_keys(cfg, problem, p):
+    """The invariants under ``cfg.problem_symmetry`` for the problem of point ``p``
+    (None without one); :class:`UserError` where the group is not a symmetry of it."""
+    if cfg.problem_symmetry == "none":
+        return None
+    reason = problem_symmetry.why_not(problem, cfg.problem_symmetry)
+    if reason:
+        raise UserError(f"analysis.problem_symmetry = {cfg.problem_symmetry!r} does not apply to point {p}: {reason}")
+    return functools.partial(problem_symmetry.invariants, problem)
 
 
 def write_figures(run: Run) -> list[Path]:

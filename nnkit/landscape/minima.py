@@ -16,13 +16,14 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
 from ..core import validate
 from ..errors import ConfigError
-from . import symmetry
+from . import problem_symmetry, symmetry
 from .critical import certify
 
 MINIMA_KINDS = ("strict minimum", "degenerate minimum")
@@ -48,6 +49,10 @@ class AnalysisConfig:
     ``max(1, |theta|)``). A minimum is global when its loss is within ``global_tol`` of
     ``optimum`` (the known optimal loss, e.g. 0 for a realisable teacher; -inf: unknown,
     the lowest loss found stands for it); the other minima are spurious.
+
+    ``problem_symmetry``: a symmetry group of the problem (not of the network) to count
+    minima modulo as well (:mod:`nnkit.landscape.problem_symmetry`): the column
+    ``orbit`` of minima.parquet, ``spurious_orbits`` in the landing table.
     """
 
     enabled: bool = False
@@ -63,6 +68,7 @@ class AnalysisConfig:
     distance_tol: float = 1e-4
     global_tol: float = 1e-6
     optimum: float = -math.inf
+    problem_symmetry: Literal["none", "teacher_permutations"] = "none"
 
     def check(self):
         validate.check(
@@ -170,7 +176,7 @@ def rows_per_slice(model, n: int, memory_mb: int) -> int:
 
 
 def analyse(objective, theta, cfg, inits, test_loss=None, slice_rows=None, certifier=certify,
-            on_rows=None, seconds=None):  # fmt: skip
+            on_rows=None, seconds=None, orbit_keys=None):  # fmt: skip
     """The whole analysis of one sweep point: ``(theta (R, P) polished, per-init
     DataFrame with the minimum id, minima DataFrame)``; ``slice_rows`` inits at a time.
 
@@ -179,7 +185,9 @@ def analyse(objective, theta, cfg, inits, test_loss=None, slice_rows=None, certi
     ``certifier`` polishes and classifies the points, as
     :func:`~nnkit.landscape.critical.certify` does here (a cluster does it on its
     workers), calling ``on_rows(k)`` as ``k`` more are done; ``seconds`` (a dict)
-    gains the time of each stage.
+    gains the time of each stage. ``orbit_keys(theta) -> (R, m)`` gives the invariants
+    under the problem's symmetries (:func:`.problem_symmetry.invariants`), which add
+    the column ``orbit`` to the minima.
     """
     model = objective.model
     seconds = {} if seconds is None else seconds
@@ -195,4 +203,12 @@ def analyse(objective, theta, cfg, inits, test_loss=None, slice_rows=None, certi
     test = np.full(theta.shape[0], np.nan) if test_loss is None else np.asarray(test_loss(theta))
     per_init["polished_test_loss"] = test
     seconds["test_loss"] = seconds.get("test_loss", 0.0) + time.perf_counter() - started
-    return theta, per_init, table(per_init, ids, eigs, test, cfg, np.asarray(inits))
+    minima = table(per_init, ids, eigs, test, cfg, np.asarray(inits))
+    if orbit_keys is not None:
+        where = {int(init): row for row, init in enumerate(np.asarray(inits))}
+        rows = [where[int(rep)] for rep in minima["representative"]]
+        keys = orbit_keys(theta[rows]) if rows else np.zeros((0, 1))
+        orbit = problem_symmetry.orbits(keys, minima["loss"].to_numpy(),
+                                        (minima["kind"] == "degenerate minimum").to_numpy(), cfg)  # fmt: skip
+        minima.insert(3, "orbit", orbit)
+    return theta, per_init, minima

@@ -45,13 +45,14 @@ def landing(runs: pd.DataFrame, minima: pd.DataFrame, sweep_keys) -> pd.DataFram
             "not_converged": int((group["kind"] == "not converged").sum()),
             "spurious_fraction": is_spurious.mean(), "spurious_low": float(low), "spurious_high": float(high),
             "spurious_minima": len(found), "spurious_levels": found["level"].nunique(),
+            **({"spurious_orbits": found["orbit"].nunique()} if "orbit" in found else {}),
         })  # fmt: skip
     return pd.DataFrame(rows)
 
 
 def top_minima(minima: pd.DataFrame, sweep_keys, top: int = 10) -> pd.DataFrame:
     """The minima table as ``nnkit show`` prints it: per point the ``top`` most frequent."""
-    cols = ["point", *sweep_keys, "minimum", "level", "loss", "test_loss", "count", "fraction",
+    cols = ["point", *sweep_keys, "minimum", "level", "orbit", "loss", "test_loss", "count", "fraction",
             "fraction_low", "fraction_high", "kind", "nullity", "eig_min", "spurious"]  # fmt: skip
     shown = minima.sort_values(["point", "count"], ascending=[True, False])
     return shown.groupby("point", sort=True).head(top)[[c for c in cols if c in minima.columns]]
