@@ -214,14 +214,39 @@ def minima(run_dir, overrides, scheduler, workers, quiet):
 
 
 @main.command()
-@click.argument("run_dir", metavar="RUN")
-def plot(run_dir):
-    """Draw the figures of the finished run RUN into RUN/figures/."""
+@click.argument("run_dirs", metavar="RUN...", nargs=-1, required=True)
+@click.option("--out", default=None, metavar="FILE.png",
+              help="Draw the spurious fraction and the count of spurious minima of every RUN "
+                   "against a swept key, one curve per run, into FILE.png.")
+@click.option("--against", default=None, metavar="KEY",
+              help="The swept key of --out's figure (default: the first numeric one).")
+@click.option("--label", "labels", multiple=True, metavar="NAME",
+              help="The name of each RUN's curve in --out's figure (repeatable, in order).")
+def plot(run_dirs, out, against, labels):
+    """Draw the figures of the finished run RUN into RUN/figures/, or, with --out,
+    one figure comparing the analysed runs RUN... ."""
+    from .errors import UserError
     from .pipeline import write_figures
+    from .report.figures import spurious_against
     from .runs import load
+    from .runs.store import write_figure
 
-    for path in write_figures(load(run_dir)):
-        click.echo(str(path))
+    runs = [load(run_dir) for run_dir in run_dirs]
+    if out is None:
+        if len(runs) > 1 or against or labels:
+            raise UserError("several runs, --against and --label go with --out FILE.png")
+        for path in write_figures(runs[0]):
+            click.echo(str(path))
+        return
+    if labels and len(labels) != len(runs):
+        raise UserError(f"{len(labels)} --label for {len(runs)} runs")
+    for run in runs:
+        if against is not None and against not in run.sweep_keys:
+            raise UserError(f"{run.path} does not sweep {against} (it sweeps: {', '.join(run.sweep_keys) or 'nothing'})")
+    figure = spurious_against(runs, against, list(labels) or None)
+    if figure is None:
+        raise UserError("none of the runs was analysed with a numeric swept key to draw against")
+    click.echo(str(write_figure(out, figure)))
 
 
 @main.command()

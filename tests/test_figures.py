@@ -67,9 +67,9 @@ class FakeRun:
 
 def test_no_pyplot_state_is_touched(run):
     made = figures.figures(run)
-    assert set(made) == {"final_loss.png", "training.png", "minima.png", "spectra.png"}
+    assert set(made) == {"final_loss.png", "training.png", "minima.png", "spectra.png", "spurious.png"}
     assert isinstance(made["final_loss.png"], matplotlib.figure.Figure)
-    assert made["minima.png"] is None and made["spectra.png"] is None  # not analysed
+    assert made["minima.png"] is None and made["spectra.png"] is None and made["spurious.png"] is None  # not analysed
     # drawing and writing every figure in a fresh process never imports pyplot (which
     # would pick a backend and keep a list of open figures)
     code = (
@@ -136,3 +136,59 @@ def test_write_figures_writes_what_applies(run, tmp_path):
     result = CliRunner().invoke(main, ["plot", str(run.path)])
     assert result.exit_code == 0, result.output
     assert "final_loss.png" in result.output
+
+
+STUDY = """
+name = "{name}"
+inits = 16
+[data]
+kind = "teacher_student"
+teacher_weights = "orthonormal"
+population = true
+n = 5
+n_test = 10
+[model]
+activation = "relu"
+bias = false
+output = "fixed"
+[objective]
+half = true
+[train]
+lr = 0.2
+max_steps = 3000
+grad_tol = 1e-9
+[analysis]
+enabled = true
+optimum = 0.0
+problem_symmetry = "teacher_permutations"
+[run]
+backend = "numpy"
+[sweep]
+mode = "zip"
+"data.d" = [3, 4, 5]
+"data.teacher_width" = [3, 4, 5]
+"model.hidden" = [{hidden}]
+"""
+
+
+def test_the_spurious_fraction_against_k_one_curve_per_study(tmp_path):
+    paths = []
+    for name, hidden in (("narrow", "[3], [4], [5]"), ("wide", "[4], [5], [6]")):
+        path = tmp_path / f"{name}.toml"
+        path.write_text(STUDY.format(name=name, hidden=hidden))
+        paths.append(run_experiment(config.load(path), results_dir=tmp_path / "r", progress=False))
+    narrow, wide = (load(p) for p in paths)
+    fig = figures.spurious_against([narrow, wide], "data.d", ["n = k", "n = k + 1"])
+    frac, count = fig.axes[:2]
+    assert [t.get_text() for t in frac.get_legend().get_texts()] == ["n = k", "n = k + 1"]
+    assert len(count.get_lines()) == 4  # modulo the network and the problem, per study
+    assert "spurious.png" in [f.name for f in write_figures(narrow)]  # a sweep of k draws it by itself
+    out = tmp_path / "both.png"
+    done = CliRunner().invoke(main, ["plot", str(paths[0]), str(paths[1]), "--out", str(out),
+                                     "--label", "n = k", "--label", "n = k + 1"])  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert matplotlib.image.imread(out).shape[1] > 800
+    bad = CliRunner().invoke(main, ["plot", str(paths[0]), str(paths[1])])
+    assert bad.exit_code == 2 and "--out" in bad.output
+    bad = CliRunner().invoke(main, ["plot", str(paths[0]), "--out", str(out), "--against", "train.lr"])
+    assert bad.exit_code == 2 and "does not sweep train.lr" in bad.output

@@ -12,6 +12,7 @@ pipeline's job (:func:`nnkit.pipeline.write_figures`).
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from ..landscape.minima import wilson
 
@@ -152,10 +153,64 @@ FIGURES = {
 }
 
 
+def spurious_against(runs, key=None, labels=None):
+    """The fraction of inits at spurious minima against the sweep key ``key`` (default:
+    the first numeric one), with its 95% Wilson interval, one curve per run of
+    ``runs`` (a run or a list; ``labels`` name the curves, default the runs' names);
+    beside it the count of distinct spurious minima (modulo the network's symmetries,
+    and, where the analysis had ``problem_symmetry``, modulo the problem's, dashed).
+    None when no run was analysed or none sweeps a numeric key."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import ScalarFormatter
+
+    from .tables import landing
+
+    runs = [runs] if not isinstance(runs, (list, tuple)) else list(runs)
+    tables = []
+    for run in runs:
+        if run.minima is None:
+            continue
+        table = landing(run.runs, run.minima, run.sweep_keys)
+        numeric = [k for k in run.sweep_keys if pd.api.types.is_numeric_dtype(table[k])]
+        chosen = key if key is not None else (numeric[0] if numeric else None)
+        if chosen is None or chosen not in numeric:
+            continue
+        tables.append((run, table.sort_values(chosen), chosen))
+    if not tables:
+        return None
+    fig = Figure(figsize=(9.0, 3.6), layout="constrained")
+    frac, count = fig.subplots(1, 2)
+    names = labels or [run.name for run, _, _ in tables]
+    for (run, table, chosen), name in zip(tables, names):
+        x = table[chosen].to_numpy(dtype=float)
+        y = table["spurious_fraction"].to_numpy()
+        err = np.vstack([y - table["spurious_low"].to_numpy(), table["spurious_high"].to_numpy() - y])
+        line = frac.errorbar(x, y, yerr=err, marker="o", ms=3, capsize=2, label=name)
+        colour = line[0].get_color()
+        count.plot(x, table["spurious_minima"], marker="o", ms=3, color=colour, label=f"{name}: modulo the network")
+        if "spurious_orbits" in table:
+            count.plot(x, table["spurious_orbits"], marker="s", ms=3, ls="--", color=colour,
+                       label=f"{name}: modulo the problem")  # fmt: skip
+    frac.set_xlabel(tables[0][2], fontsize=8)
+    frac.set_ylabel("fraction of inits at spurious minima (95% interval)", fontsize=8)
+    frac.set_ylim(bottom=0)
+    count.set_xlabel(tables[0][2], fontsize=8)
+    count.set_ylabel("distinct spurious minima", fontsize=8)
+    count.set_yscale("symlog", linthresh=1)
+    count.yaxis.set_major_formatter(ScalarFormatter())
+    for ax in (frac, count):
+        ax.legend(fontsize=7)
+        ax.tick_params(labelsize=7)
+    fig.suptitle("spurious minima against " + tables[0][2], fontsize=10)
+    return fig
+
+
 def figures(run) -> dict:
     """Every figure of ``run`` by file name; None for those that do not apply (no
     history, no analysis, no minima)."""
-    return {name: draw(run) for name, draw in FIGURES.items()}
+    out = {name: draw(run) for name, draw in FIGURES.items()}
+    out["spurious.png"] = spurious_against(run) if len(run.sweep_keys) and run.points > 1 else None
+    return out
 
 
 # -- helpers --------------------------------------------------------------------------
