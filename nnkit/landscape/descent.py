@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import eigensteps
+
 #: damping of the first step and its floor, relative to the largest |eigenvalue|
 _MU0, _MU_FLOOR = 1e-3, 1e-12
 
@@ -40,35 +42,15 @@ class DescentResult:
 def descend(objective, theta, grad_tol: float, max_steps: int) -> DescentResult:
     """Lower the loss of every row of ``theta (R, P)`` by damped Newton steps until
     its gradient norm is at most ``grad_tol`` or ``max_steps`` tries are spent."""
-    value_and_grad, hessian = objective.value_and_grad, objective.hessian
-    theta = np.array(theta, dtype=np.float64)
-    loss, grad = (np.asarray(a, dtype=np.float64) for a in value_and_grad(theta))
-    norm = np.linalg.norm(grad, axis=1)
-    R = theta.shape[0]
-    steps = np.zeros(R, dtype=np.int64)
-    mu = np.full(R, np.nan)
-    with np.errstate(all="ignore"):
-        for _ in range(max_steps):
-            rows = np.flatnonzero((norm > grad_tol) & np.isfinite(norm) & np.isfinite(loss))
-            if rows.size == 0:
-                break
-            e, Q = np.linalg.eigh(hessian(theta[rows]))
-            scale = np.max(np.abs(e), axis=1) + 1e-300
-            fresh = np.isnan(mu[rows])
-            mu[rows[fresh]] = _MU0 * scale[fresh]
-            mu[rows] = np.maximum(mu[rows], _MU_FLOOR * scale)
-            g_eig = np.einsum("rpq,rp->rq", Q, grad[rows])
-            step = -np.einsum("rpq,rq->rp", Q, g_eig / (np.abs(e) + mu[rows, None]))
-            trial = theta[rows] + step
-            t_loss, t_grad = (np.asarray(a, dtype=np.float64) for a in value_and_grad(trial))
-            t_norm = np.linalg.norm(t_grad, axis=1)
-            level = t_loss <= loss[rows] + 1e-14 * np.maximum(1.0, np.abs(loss[rows]))
-            better = np.isfinite(t_loss) & np.isfinite(t_norm) & ((t_loss < loss[rows]) | (level & (t_norm < norm[rows])))
-            take = rows[better]
-            theta[take], loss[take], grad[take], norm[take] = (
-                trial[better], t_loss[better], t_grad[better], t_norm[better]
-            )  # fmt: skip
-            mu[take] /= 3.0
-            mu[rows[~better]] *= 4.0
-            steps[rows] += 1
+    def accept(loss, norm, t_loss, t_norm):
+        level = t_loss <= loss + 1e-14 * np.maximum(1.0, np.abs(loss))
+        return (t_loss < loss) | (level & (t_norm < norm))
+
+    theta, loss, norm, steps = eigensteps.iterate(
+        objective, theta, grad_tol, max_steps,
+        coefficients=lambda e, mu: 1.0 / (np.abs(e) + mu),
+        accept=accept,
+        first=lambda e: _MU0 * (np.max(np.abs(e), axis=1) + 1e-300),
+        floor=lambda e: _MU_FLOOR * (np.max(np.abs(e), axis=1) + 1e-300),
+    )  # fmt: skip
     return DescentResult(theta, loss, norm, steps)

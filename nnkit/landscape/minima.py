@@ -111,13 +111,23 @@ def group(model, theta, loss, is_minimum, cfg, degenerate=None) -> np.ndarray:
     canon = symmetry.canonical(model, theta)
     flat = np.zeros(theta.shape[0], bool) if degenerate is None else np.asarray(degenerate)
     ids = np.full(theta.shape[0], -1, dtype=np.int64)
+    order = np.flatnonzero(is_minimum)[np.argsort(loss[is_minimum], kind="stable")]
+    ids[order] = greedy(canon[order], loss[order], flat[order], cfg)
+    return ids
+
+
+def greedy(keys, loss, flat, cfg) -> np.ndarray:
+    """Group ids of points in the order given (by loss): each joins the first group
+    whose representative (its first member) has the same loss (:func:`same_loss`) and
+    a key within ``cfg.distance_tol`` (relative to ``max(1, |key|)``), else starts a
+    group; points that are both ``flat`` (degenerate) need only the same loss."""
+    ids = np.full(len(loss), -1, dtype=np.int64)
     reps: list[int] = []
-    for i in np.flatnonzero(is_minimum)[np.argsort(loss[is_minimum], kind="stable")]:
+    for i in range(len(loss)):
         for gid, r in enumerate(reps):
-            close_loss = same_loss(loss[i], loss[r], cfg)
-            scale = max(1.0, float(np.linalg.norm(canon[r])))
-            near = flat[i] and flat[r] or np.linalg.norm(canon[i] - canon[r]) <= cfg.distance_tol * scale
-            if close_loss and near:
+            scale = max(1.0, float(np.linalg.norm(keys[r])))
+            near = (flat[i] and flat[r]) or np.linalg.norm(keys[i] - keys[r]) <= cfg.distance_tol * scale
+            if same_loss(loss[i], loss[r], cfg) and near:
                 ids[i] = gid
                 break
         else:

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import eigensteps
+
 #: damping of the first step, relative to the largest eigenvalue squared
 _LAMBDA0 = 1e-6
 
@@ -47,33 +49,11 @@ def polish(objective, theta, grad_tol: float, max_steps: int) -> PolishResult:
     ``objective`` (a :class:`nnkit.objective.Objective` on the host) gives the value,
     gradient and Hessian of any subset of rows, in float64.
     """
-    value_and_grad, hessian = objective.value_and_grad, objective.hessian
-    theta = np.array(theta, dtype=np.float64)
-    loss, grad = (np.asarray(a, dtype=np.float64) for a in value_and_grad(theta))
-    norm = np.linalg.norm(grad, axis=1)
-    R = theta.shape[0]
-    steps = np.zeros(R, dtype=np.int64)
-    lam = np.full(R, np.nan)
-    with np.errstate(all="ignore"):
-        for _ in range(max_steps):
-            rows = np.flatnonzero((norm > grad_tol) & np.isfinite(norm) & np.isfinite(loss))
-            if rows.size == 0:
-                break
-            e, Q = np.linalg.eigh(hessian(theta[rows]))
-            fresh = np.isnan(lam[rows])
-            lam[rows[fresh]] = _LAMBDA0 * np.max(e[fresh] ** 2, axis=1) + 1e-300
-            coef = e / (e**2 + lam[rows, None])
-            g_eig = np.einsum("rpq,rp->rq", Q, grad[rows])
-            step = -np.einsum("rpq,rq->rp", Q, coef * g_eig)
-            trial = theta[rows] + step
-            t_loss, t_grad = (np.asarray(a, dtype=np.float64) for a in value_and_grad(trial))
-            t_norm = np.linalg.norm(t_grad, axis=1)
-            better = np.isfinite(t_norm) & (t_norm < norm[rows])
-            take = rows[better]
-            theta[take], loss[take], grad[take], norm[take] = (
-                trial[better], t_loss[better], t_grad[better], t_norm[better]
-            )  # fmt: skip
-            lam[take] = np.maximum(lam[take] / 3.0, 1e-300)
-            lam[rows[~better]] *= 4.0
-            steps[rows] += 1
+    theta, loss, norm, steps = eigensteps.iterate(
+        objective, theta, grad_tol, max_steps,
+        coefficients=lambda e, lam: e / (e**2 + lam),
+        accept=lambda loss, norm, t_loss, t_norm: t_norm < norm,
+        first=lambda e: _LAMBDA0 * np.max(e**2, axis=1) + 1e-300,
+        floor=lambda e: 1e-300,
+    )  # fmt: skip
     return PolishResult(theta, loss, norm, steps, norm <= grad_tol)

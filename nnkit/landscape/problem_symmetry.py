@@ -77,18 +77,6 @@ def orbits(keys, loss, degenerate, cfg) -> np.ndarray:
     two are one when their losses agree within ``cfg.loss_tol`` and their invariants
     within ``cfg.distance_tol`` (relative); degenerate minima, whose invariants change
     along their valley, by their losses alone (as the network's grouping does)."""
-    from .minima import same_loss
+    from .minima import greedy
 
-    ids = np.full(len(loss), -1, dtype=np.int64)
-    reps: list[int] = []
-    for i in range(len(loss)):
-        for gid, r in enumerate(reps):
-            scale = max(1.0, float(np.linalg.norm(keys[r])))
-            near = (degenerate[i] and degenerate[r]) or np.linalg.norm(keys[i] - keys[r]) <= cfg.distance_tol * scale
-            if same_loss(loss[i], loss[r], cfg) and near:
-                ids[i] = gid
-                break
-        else:
-            ids[i] = len(reps)
-            reps.append(i)
-    return ids
+    return greedy(np.asarray(keys), np.asarray(loss), np.asarray(degenerate), cfg)
