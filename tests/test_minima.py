@@ -331,3 +331,31 @@ def test_a_run_certified_after_descent_says_so_and_times_its_stages(tmp_path):
     assert (run.runs["kind"] != "not converged").mean() > 0.5 and (run.runs["descend_steps"] > 0).all()
     stages = json.loads((run.path / "analysis.json").read_text())["stages_seconds"]
     assert len(stages) == run.points and {"descend", "polish", "spectrum"} <= set(stages[0])
+
+
+def test_a_hessian_that_is_not_finite_or_does_not_converge_certifies_nothing_and_stops_nothing(monkeypatch):
+    from nnkit.landscape import eigensteps
+
+    class Broken(Quartic):
+        def hessian(self, t):
+            H = super().hessian(t)
+            H[np.abs(t[:, 0] - 0.5) < 1e-9] = np.nan  # the first row's Hessian is not finite
+            return H
+
+    land = Broken(make_problem(activation="linear", widths=(1,), d=1, bias=False, output_bias=False)[0])
+    start = np.array([[0.5, 1.0], [1.001, 1.0]])
+    _, per_init, _ = analyse(land, start, AnalysisConfig(), [0, 1])
+    assert list(per_init["kind"]) == ["not converged", "strict minimum"]
+    assert list(per_init["why_not"]) == ["finite", ""]
+    real = np.linalg.eigh
+
+    def fussy(H):  # LAPACK failing on one matrix of a batch
+        if (np.asarray(H)[..., 0, 0] == 42.0).any():
+            raise np.linalg.LinAlgError("Eigenvalues did not converge")
+        return real(H)
+
+    monkeypatch.setattr(np.linalg, "eigh", fussy)
+    H = np.stack([np.eye(2), np.diag([42.0, 1.0]), 2 * np.eye(2)])
+    e, Q = eigensteps.eigh(H)
+    assert np.isnan(e[1]).all() and np.isnan(Q[1]).all()
+    np.testing.assert_array_equal(e[[0, 2]], [[1, 1], [2, 2]])

@@ -12,13 +12,15 @@ import numpy as np
 import pandas as pd
 
 from .descent import descend
+from .eigensteps import eigh
 from .polishing import polish
 
 
 def spectrum(H):
-    """Eigenvalues ``(R, P)``, ascending, of symmetric ``H (R, P, P)`` (NumPy, on the host)."""
+    """Eigenvalues ``(R, P)``, ascending, of symmetric ``H (R, P, P)`` (NumPy, on the
+    host); NaN rows where ``H`` is not finite or LAPACK does not converge."""
     H = H.get() if hasattr(H, "get") and not isinstance(H, np.ndarray) else H
-    return np.linalg.eigvalsh(np.asarray(H))
+    return eigh(np.asarray(H), vectors=False)
 
 
 def classify(eigs, grad_norm, grad_tol, rel_tol=1e-7):
@@ -57,7 +59,7 @@ def classify(eigs, grad_norm, grad_tol, rel_tol=1e-7):
 WHY_NOT = {
     "far": "the gradient norm stayed above analysis.grad_tol",
     "moved": "polishing moved it more than analysis.polish_radius",
-    "finite": "its loss or parameters are not finite",
+    "finite": "its loss, parameters or Hessian are not finite",
 }
 
 
@@ -110,6 +112,7 @@ def certify(objective, theta, cfg, slice_rows=None, on_rows=None, seconds=None):
     with clock("spectrum"):
         if finite.any():
             eigs[finite] = spectrum(objective.hessian(theta[finite]))
+    finite &= np.isfinite(eigs).all(axis=1)  # a Hessian that is not finite certifies nothing
     # a critical point far from where training stopped is not where training went
     certified = finite & (moved <= cfg.polish_radius)
     kinds = classify(eigs, np.where(certified, norm, np.inf), cfg.grad_tol, cfg.eig_tol)

@@ -26,12 +26,19 @@ def iterate(objective, theta, grad_tol, max_steps, coefficients, accept, first, 
     norm = np.linalg.norm(grad, axis=1)
     steps = np.zeros(theta.shape[0], dtype=np.int64)
     lam = np.full(theta.shape[0], np.nan)
+    stuck = np.zeros(theta.shape[0], dtype=bool)  # no finite Hessian: no step to take
     with np.errstate(all="ignore"):
         for _ in range(max_steps):
-            rows = np.flatnonzero((norm > grad_tol) & np.isfinite(norm) & np.isfinite(loss))
+            rows = np.flatnonzero((norm > grad_tol) & np.isfinite(norm) & np.isfinite(loss) & ~stuck)
             if rows.size == 0:
                 break
-            e, Q = np.linalg.eigh(hessian(theta[rows]))
+            e, Q = eigh(hessian(theta[rows]))
+            bad = ~np.isfinite(e).all(axis=1)
+            if bad.any():
+                stuck[rows[bad]] = True
+                rows, e, Q = rows[~bad], e[~bad], Q[~bad]
+                if rows.size == 0:
+                    break
             fresh = np.isnan(lam[rows])
             lam[rows[fresh]] = first(e[fresh])
             lam[rows] = np.maximum(lam[rows], floor(e))
@@ -48,3 +55,29 @@ def iterate(objective, theta, grad_tol, max_steps, coefficients, accept, first, 
             lam[rows[~better]] *= 4.0
             steps[rows] += 1
     return theta, loss, norm, steps
+
+
+def eigh(H, vectors=True):
+    """``np.linalg.eigh`` of a batch ``H (R, P, P)`` that never raises: the rows whose
+    matrix is not finite (a dead unit's Hessian on the population loss, say) or does
+    not converge get NaN eigenvalues (and NaN vectors)."""
+    H = np.asarray(H, dtype=np.float64)
+    e = np.full(H.shape[:2], np.nan)
+    Q = np.full(H.shape, np.nan) if vectors else None
+    ok = np.isfinite(H).all(axis=(1, 2))
+    try:
+        parts = [np.linalg.eigh(H[ok])] if vectors else [(np.linalg.eigvalsh(H[ok]), None)]
+        rows = [np.flatnonzero(ok)]
+    except np.linalg.LinAlgError:  # one matrix spoils the batch: take them one at a time
+        parts, rows = [], []
+        for r in np.flatnonzero(ok):
+            try:
+                parts.append(np.linalg.eigh(H[r : r + 1]) if vectors else (np.linalg.eigvalsh(H[r : r + 1]), None))
+                rows.append(np.array([r]))
+            except np.linalg.LinAlgError:
+                continue
+    for (values, vecs), where in zip(parts, rows):
+        e[where] = values
+        if vectors:
+            Q[where] = vecs
+    return (e, Q) if vectors else e
