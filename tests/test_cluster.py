@@ -180,6 +180,16 @@ def test_the_client_killed_then_resumed(studies, cluster, where):
         assert "cluster" not in second
 
 
+def test_a_backend_the_workers_cannot_run_is_one_line(studies, cluster):
+    exps, _, results = studies
+    if nnkit.backends.probe("cupy").usable:
+        pytest.skip("CuPy runs here")
+    result = invoke("run", exps["quick"], "--results", results, "--run-id", "no-cupy", "-q",
+                    "--backend", "cupy", "--scheduler", cluster.scheduler_address)  # fmt: skip
+    assert_user_error(result, "backend 'cupy' is unavailable")
+    assert not (results / "quick" / "no-cupy").exists()
+
+
 def test_cluster_mistakes_are_one_line(studies, monkeypatch):
     exps, _, results = studies
     common = ("run", exps["quick"], "--results", results, "-q")

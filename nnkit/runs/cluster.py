@@ -83,7 +83,7 @@ class Cluster:
             futures[future] = job
         try:
             for future in distributed.as_completed(futures):
-                chunk, where = future.result()  # a chunk that failed for good raises here
+                chunk, where = _unless_refused(future.result())  # a chunk that failed for good raises here
                 yield futures.pop(future), chunk, where
         finally:
             client.cancel(list(futures))
@@ -113,7 +113,7 @@ class Cluster:
             parts = [None] * len(futures)
             try:
                 for future in _distributed().as_completed(futures):
-                    theta_part, frame, eigs, spent = future.result()
+                    theta_part, frame, eigs, spent = _unless_refused(future.result())
                     parts[order[future]] = theta_part, frame, eigs
                     for stage, s in spent.items():  # summed over the workers
                         seconds[stage] = seconds.get(stage, 0.0) + s
@@ -178,13 +178,31 @@ def _share(problem, task):
     return problem, task
 
 
+class _Refused:
+    """A user's mistake met on a worker (a backend it cannot run), returned rather than
+    raised: Dask would log a raised one with its traceback; the client raises it as the
+    one-line :class:`UserError` it is."""
+
+    def __init__(self, exc: UserError):
+        self.kind, self.message = type(exc), str(exc)
+
+
+def _unless_refused(result):
+    if isinstance(result, _Refused):
+        raise result.kind(result.message)
+    return result
+
+
 def _train_on_worker(shared, ids, backend: str):
     from distributed import get_worker
 
     from ..training import train_chunk
 
     problem, task = shared
-    objective = _objective(problem, backend)
+    try:
+        objective = _objective(problem, backend)
+    except UserError as exc:
+        return _Refused(exc)
     chunk = train_chunk(objective, task, ids)
     be = objective.backend
     return chunk, {"worker": get_worker().address, "backend": be.name, "device": be.device}
