@@ -64,9 +64,11 @@ def train_points(folder: RunFolder, meta: dict, points, problems, tasks, backend
     cells = sweep_cells([values for values, _ in points])
     estimate = _Estimate(meta["inits"])
     with progress_bar(meta["inits"], progress) as bar:
+        if any([_fix_chunk_size(meta, p, exp, problem, backend) for p, ((_, exp), problem) in enumerate(zip(points, problems))]):
+            folder.write_meta(meta)
         jobs = []
         for p, ((_, exp), problem, task) in enumerate(zip(points, problems, tasks)):
-            for job in _jobs(folder, meta, p, exp, problem, task, backend):
+            for job in cut(p, meta["chunk_sizes"][p], exp.inits):
                 if folder.has_chunk(p, job.chunk, job.ids.size, problem.model.size, task.train.history > 0):
                     bar.update(job.ids.size)
                     estimate.skipped(job.ids.size)
@@ -98,15 +100,19 @@ def train_points(folder: RunFolder, meta: dict, points, problems, tasks, backend
 _META_EVERY_S = 2.0
 
 
-def _jobs(folder, meta, p, exp, problem, task, backend):
-    """The chunks of point ``p``, its chunk size fixed (and saved) first."""
-    chunk = meta["chunk_sizes"][p]
-    if chunk is None:
-        objective = make_objective(problem, backend)
-        chunk = exp.run.chunk_size or chunk_size(objective, exp.train, exp.inits, exp.run.memory_mb)
-        chunk = meta["chunk_sizes"][p] = min(chunk, exp.inits)
-        folder.write_meta(meta)
-    return [Job(p, c, np.arange(first, min(first + chunk, exp.inits))) for c, first in enumerate(range(0, exp.inits, chunk))]
+def _fix_chunk_size(meta, p, exp, problem, backend) -> bool:
+    """Fix the chunk size of point ``p`` in ``meta`` if it is not yet; whether it was."""
+    if meta["chunk_sizes"][p] is not None:
+        return False
+    objective = make_objective(problem, backend)
+    chunk = exp.run.chunk_size or chunk_size(objective, exp.train, exp.inits, exp.run.memory_mb)
+    meta["chunk_sizes"][p] = min(chunk, exp.inits)
+    return True
+
+
+def cut(point: int, size: int, inits: int) -> list[Job]:
+    """The chunks of ``size`` inits that ``inits`` inits of sweep point ``point`` are cut into."""
+    return [Job(point, c, np.arange(first, min(first + size, inits))) for c, first in enumerate(range(0, inits, size))]
 
 
 def _here(jobs, problems, tasks, backend, bar):
@@ -130,11 +136,8 @@ def check_chunks(folder: RunFolder, meta: dict, points, problems, tasks) -> None
     is written but not whole (before a resume writes anything)."""
     for p, ((_, exp), problem, task) in enumerate(zip(points, problems, tasks)):
         size = meta["chunk_sizes"][p]
-        if size is None:
-            continue
-        for c, first in enumerate(range(0, exp.inits, size)):
-            rows = min(first + size, exp.inits) - first
-            folder.has_chunk(p, c, rows, problem.model.size, task.train.history > 0)
+        for job in cut(p, size, exp.inits) if size is not None else []:
+            folder.has_chunk(p, job.chunk, job.ids.size, problem.model.size, task.train.history > 0)
 
 
 def sweep_cells(values: list[dict]) -> list[dict]:

@@ -126,9 +126,9 @@ def train(objective, theta0, cfg, *, seed=0, ids=None, on_finish=None, on_step=N
     ``cuda`` backend's small networks), it runs in one compiled call, calling neither
     back until it is done.
 
-    ``cfg.lr = "auto"`` and ``cfg.restarts`` (:mod:`.safeguards`) train the inits in
-    groups of one step size each; an init restarted after a failure is trained again
-    from ``theta0`` (the history keeps its last attempt only).
+    The inits train in groups of one step size each (a single group unless
+    ``cfg.lr = "auto"``, :mod:`.safeguards`); an init restarted after a failure
+    (``cfg.restarts``) trains again from ``theta0`` (the history keeps its last attempt).
     """
     theta0 = np.asarray(theta0, dtype=np.float64)
     R = theta0.shape[0]
@@ -138,10 +138,6 @@ def train(objective, theta0, cfg, *, seed=0, ids=None, on_finish=None, on_step=N
                          "train it with method gd, momentum or nesterov")  # fmt: skip
     # overflow and NaN are expected from diverging inits, which the rules below flag
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        if cfg.lr != "auto" and cfg.restarts == 0:
-            res = _train_one_step(objective, theta0, cfg, seed, ids, on_finish, on_step)
-            res.lr, res.restarts = np.full(R, float(cfg.lr)), np.zeros(R, dtype=np.int64)
-            return res
         lr = safeguards.auto_steps(objective, theta0, ids) if cfg.lr == "auto" else np.full(R, float(cfg.lr))
         restarts = np.zeros(R, dtype=np.int64)
         out, todo = None, np.arange(R)
