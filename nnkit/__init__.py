@@ -5,7 +5,8 @@ The flow of a study, each stage a function of the ones before it::
 
     experiment file -> study (config, sweep points) -> problem (model, spec, data)
       -> objective (the problem on a backend) -> train (chunks of inits) -> run folder
-      -> landscape (certify, dedupe the minima) -> report (tables, figures)
+      -> landscape (certify, dedupe the minima; then barriers, paths, transition
+         states, graphs, slices between them) -> report (tables, figures)
 
 :func:`run_experiment` runs all of it; :func:`load` reads a run back.
 """
@@ -19,18 +20,18 @@ from .core.model import Model
 from .core.stops import Stop
 from .data import Dataset, make_dataset
 from .errors import ConfigError, UserError
-from .landscape import AnalysisConfig, analyse, certify, polish
+from .landscape import AnalysisConfig, LandscapeConfig, analyse, certify, polish
 from .objective import Objective, Problem, make_objective
-from .pipeline import analyse_run, run_experiment, write_figures
+from .pipeline import analyse_run, landscape_run, run_experiment, write_figures
 from .runs import Run, load
 from .study import Experiment
 from .study import load as load_experiment
 from .training import Task, TrainConfig, TrainResult, train, train_chunk
 
 __all__ = [
-    "AnalysisConfig", "ConfigError", "Dataset", "Experiment", "InitSpec", "Layout", "Model",
+    "AnalysisConfig", "ConfigError", "Dataset", "Experiment", "InitSpec", "LandscapeConfig", "Layout", "Model",
     "Objective", "ObjectiveSpec", "Problem", "Run", "Stop", "Task", "TrainConfig", "TrainResult",
     "UserError", "__version__", "analyse", "analyse_run", "backends", "certify", "init_batch",
-    "load", "load_experiment", "make_dataset", "make_objective", "polish", "run_experiment",
+    "landscape_run", "load", "load_experiment", "make_dataset", "make_objective", "polish", "run_experiment",
     "train", "train_chunk", "write_figures",
 ]  # fmt: skip

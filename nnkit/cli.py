@@ -86,6 +86,7 @@ def main():
     nnkit show results/quickstart/<run-id>
     nnkit plot results/quickstart/<run-id>
     nnkit minima results/quickstart/<run-id>
+    nnkit landscape results/quickstart/<run-id>
     nnkit backends
     nnkit bench
     """
@@ -214,6 +215,34 @@ def minima(run_dir, overrides, scheduler, workers, quiet):
 
 
 @main.command()
+@click.argument("run_dir", metavar="RUN")
+@click.option("--set", "overrides", multiple=True, metavar="landscape.KEY=VALUE",
+              help="Change a [landscape] setting for this survey (repeatable), e.g. --set landscape.max_pairs=20.")
+@click.option("--tools", default=None, metavar="NAME,...",
+              help="The tools to run, comma-separated: barriers, paths, graph, slices, trajectories, density "
+                   "(overrides landscape.tools).")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the run folder.")
+def landscape(run_dir, overrides, tools, quiet):
+    """Map the landscape between the minima of the analysed run RUN: barriers on
+    straight lines, minimum-energy paths and transition states, the disconnectivity
+    graph (and PATHSAMPLE's min.data, ts.data), slices, trajectories, spectral densities.
+    Writes RUN/landscape/ and RUN/figures/landscape-*.png."""
+    from .pipeline import landscape_run
+    from .runs import load
+
+    _log_to_stderr(quiet)
+    settings = list(overrides)
+    if tools is not None:
+        names = [name.strip() for name in tools.split(",") if name.strip()]
+        settings.append("landscape.tools=[" + ", ".join(f'"{name}"' for name in names) + "]")
+    run = load(run_dir)
+    landscape_run(run, settings, progress=False if quiet else None)
+    if not quiet:
+        _print_landscape(run)
+    click.echo(str(run.path))
+
+
+@main.command()
 @click.argument("run_dirs", metavar="RUN...", nargs=-1, required=True)
 @click.option("--out", default=None, metavar="FILE.png",
               help="Draw the spurious fraction and the count of spurious minima of every RUN "
@@ -305,6 +334,7 @@ def _print_summary(run):
     for paragraph in run.training_diagnosis():
         click.echo("\n" + textwrap.fill(paragraph, 100))
     _print_minima(run)
+    _print_landscape(run)
 
 
 def _print_minima(run):
@@ -321,6 +351,17 @@ def _print_minima(run):
         click.echo(_table(run.top_minima()))
     for paragraph in run.analysis_diagnosis():
         click.echo("\n" + textwrap.fill(paragraph, 100))
+
+
+def _print_landscape(run):
+    """The landscape summary of a run that has one."""
+    table = run.landscape_summary()
+    if table is None:
+        return
+    click.echo("\nthe landscape between the minima (RUN/landscape/ has every table):")
+    click.echo(_table(table))
+    for note in run.landscape_notes():
+        click.echo(f"  {note}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,7 +4,8 @@ place that sequences them; each stage is a function of the layers below it.
 
 ``nnkit run`` calls :func:`run_experiment` (which analyses when the experiment's
 ``[analysis]`` has ``enabled = true``), ``nnkit minima RUN`` calls :func:`analyse_run`,
-``nnkit plot RUN`` calls :func:`write_figures`.
+``nnkit landscape RUN`` calls :func:`landscape_run`, ``nnkit plot RUN`` calls
+:func:`write_figures`.
 
 The analysis writes
 
@@ -18,6 +19,14 @@ The analysis writes
   the time taken, and per point the seconds of each stage (``descend``, ``polish``,
   ``spectrum``, ``group``, ``test_loss``; summed over the workers on a cluster);
 * ``figures/``: among them the minima by loss level and the Hessian spectra.
+
+The landscape (:mod:`nnkit.landscape.survey`) writes under ``landscape/`` one table
+per tool with a column ``point``: ``barriers.parquet``, ``transition_states.parquet``,
+``paths.parquet``, ``minima.parquet`` (the analysis' minima that took part and those
+found on the way), ``slices.parquet``, ``trajectories.parquet``, ``density.parquet``;
+the PATHSAMPLE files ``min.data`` and ``ts.data`` (``point-NNN/`` for each point of a
+sweep); ``landscape.json`` last (settings, seconds per tool, notes); and the figures
+``figures/landscape-*.png``.
 """
 
 from __future__ import annotations
@@ -35,7 +44,7 @@ import pandas as pd
 
 from . import backends, study
 from .errors import UserError
-from .landscape import problem_symmetry
+from .landscape import pathsample, problem_symmetry, survey
 from .landscape.critical import certify
 from .landscape.minima import analyse, rows_per_slice
 from .objective import make_objective, runs_on
@@ -102,6 +111,8 @@ def run_experiment(
     folder = find_resumable(root, run_id) if resume else RunFolder(root / (run_id or new_run_id()))
     if not resume and folder.path.exists():  # said early; create() below is the atomic test
         raise UserError(f"{folder.path} exists already (use --resume to continue a run)")
+    if experiment.landscape.enabled and not experiment.analysis.enabled:
+        raise UserError("landscape.enabled = true needs analysis.enabled = true (the landscape lies between the minima)")
     points = config.expand_sweep(experiment)
     problems = study.problems(points)  # every point's data made and checked before any write
     if experiment.analysis.enabled:
@@ -123,6 +134,8 @@ def run_experiment(
                 if experiment.analysis.enabled:
                     try:
                         _analyse_run(load(folder.path), (), cl, progress)
+                        if experiment.landscape.enabled:
+                            _landscape_run(load(folder.path), (), progress)
                     except KeyboardInterrupt:
                         raise Interrupted(folder.path, "analysis") from None
         except Exception:
@@ -209,8 +222,8 @@ def _resumable(folder: RunFolder, experiment: config.Experiment, points, problem
         raise Damaged(folder.config_file, str(exc)) from None
     current = experiment.to_dict()
     for d in (stored, current):
-        d.pop("run", None)
-        d.pop("analysis", None)
+        for section in ("run", "analysis", "landscape"):
+            d.pop(section, None)
     if stored != current:
         a, b = config.flatten(stored), config.flatten(current)
         diff = sorted(key for key in set(a) | set(b) if a.get(key) != b.get(key))
@@ -297,6 +310,7 @@ def _analyse(run: Run, points, problems, cl=None, progress=None) -> pd.DataFrame
     runs = runs.join(pd.concat(per_point)[list(ANALYSIS_COLUMNS)])
     minima = pd.concat(tables, ignore_index=True)
     run.folder.analysis_file.unlink(missing_ok=True)
+    run.folder.landscape_file.unlink(missing_ok=True)  # drawn between the minima about to be replaced
     for p, theta in enumerate(polished):
         write_npy(run.folder.params_file(p, polished=True), theta)
     write_parquet(run.folder.minima_file, minima)
@@ -308,6 +322,130 @@ def _analyse(run: Run, points, problems, cl=None, progress=None) -> pd.DataFrame
     })  # fmt: skip
     run.reload()  # the tables read before are stale now
     return minima
+
+
+def landscape_run(run: Run, overrides=(), *, progress: bool | None = None) -> dict:
+    """The landscape between the minima of the analysed run ``run``, with its
+    ``[landscape]`` settings changed by ``overrides`` (``landscape.KEY=VALUE``). Writes
+    the tables, the PATHSAMPLE files and the figures; returns ``landscape.json``."""
+    if not run.analysed:
+        raise UserError(f"run {run.path} has not been analysed: map its minima first (nnkit minima {run.path})")
+    with run.folder.writing():
+        run.reload()
+        run.check()
+        summary = _landscape_run(run, overrides, progress)
+        run.folder.clean()
+    return summary
+
+
+def _landscape_run(run: Run, overrides, progress=None) -> dict:
+    raw = copy.deepcopy(run.config)
+    for item in overrides:
+        if not item.split("=", 1)[0].strip().startswith("landscape."):
+            raise UserError(f"--set {item}: only landscape.* settings can change here")
+        config.apply_override(raw, item)
+    exp = config.from_dict(raw)
+    points = config.expand_sweep(exp)
+    problems = study.problems(points)
+    host = backends.get("numpy")
+    started = time.perf_counter()
+    tables, files, per_point = {}, {}, []
+    folder = run.folder
+    folder.landscape_file.unlink(missing_ok=True)
+    bar = executor.progress_bar(sum(len(e.landscape.tools) for _, e in points), progress, "landscape")
+    with bar:
+        for p, ((_, exp_p), problem) in enumerate(zip(points, problems)):
+            cfg = exp_p.landscape
+            objective = make_objective(problem, host)
+            minima = run.minima[run.minima["point"] == p]
+            taken = survey.chosen(minima, cfg)
+            polished = run.params(p, polished=True)
+            inits = run.runs.loc[run.runs["point"] == p, "init"].to_numpy()
+            where = {int(i): r for r, i in enumerate(inits)}
+            theta = polished[[where[int(i)] for i in taken["representative"]]]
+            retrain = functools.partial(_retrain, make_objective(problem, _trained_on(run)), exp_p, inits)
+            found = survey.survey(objective, taken, theta, cfg, exp_p.analysis, retrain=retrain,
+                                  on_tool=lambda _: bar.update(1))  # fmt: skip
+            for name, table in found.tables.items():
+                if isinstance(table, pd.DataFrame):
+                    tables.setdefault(name, []).append(table.assign(point=p)[["point", *table.columns]])
+            stem = "" if len(points) == 1 else f"-point-{p:03d}"
+            files.update({f"landscape-{name}{stem}.png": fig for name, fig in found.figures.items()})
+            if found.pathsample is not None:
+                where_to = folder.landscape if len(points) == 1 else folder.landscape / f"point-{p:03d}"
+                files[where_to] = found.pathsample
+            per_point.append({"seconds": found.seconds, "notes": found.notes, **_counts(found)})
+    for name in survey.TABLES:  # a table of an earlier landscape with other tools goes
+        path = folder.landscape / f"{name}.parquet"
+        if name in tables:
+            write_parquet(path, pd.concat(tables[name], ignore_index=True))
+        else:
+            path.unlink(missing_ok=True)
+    # a survey replaces the one before: its figures and PATHSAMPLE files that this one has not made go
+    for stale in folder.figures.glob("landscape-*.png"):
+        if stale.name not in files:
+            stale.unlink()
+    for stale in [*folder.landscape.glob("*.data"), *folder.landscape.glob("point-*/*.data")]:
+        if stale.parent not in files:
+            stale.unlink()
+    for target, value in files.items():
+        if isinstance(target, Path):
+            pathsample.write_min_data(target / "min.data", value["min"][0], value["min"][1])
+            pathsample.write_ts_data(target / "ts.data", *value["ts"])
+        else:
+            write_figure(folder.figures / target, value)
+    summary = {
+        "settings": [dataclasses.asdict(e.landscape) for _, e in points],
+        "points": per_point,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    write_json(folder.landscape_file, summary)
+    run.reload()
+    return summary
+
+
+def _trained_on(run: Run) -> backends.Backend:
+    """The backend the run trained on, where it can run here (the retrained paths of
+    the trajectories then follow the run's to the last digit), else NumPy."""
+    name = str(run.meta.get("backend", "numpy"))
+    return backends.get(name) if name in backends.names() and backends.probe(name).usable else backends.get("numpy")
+
+
+def _counts(found) -> dict:
+    """What one point's landscape holds, in numbers (for ``landscape.json``)."""
+    out = {}
+    if "barriers" in found.tables:
+        out["pairs"] = len(found.tables["barriers"])
+    ts = found.tables.get("transition_states")
+    if ts is not None:
+        paths = found.tables["paths"]
+        out["bands"] = int(paths["band"].nunique())
+        out["bands_converged"] = int(paths.groupby("band")["neb_converged"].first().sum())
+        out["transition_states"] = len(ts)
+        out["minima_found"] = int((found.tables["minima"]["found_by"] == "path").sum())
+    return out
+
+
+def _retrain(objective, exp, inits, count, points):
+    """Train the first ``count`` inits of ``inits`` again as the run did, keeping about
+    ``points`` snapshots of each and its end: ``(inits (R,), paths (R, T, P))``, NaN
+    rows past an init's end."""
+    from .core.init import init_batch
+    from .training import train
+
+    ids = np.asarray(inits[:count], dtype=np.int64)
+    theta0 = init_batch(objective.model.layout, exp.init, exp.seed, ids)
+    cfg = dataclasses.replace(exp.train, history=max(points, 2))
+    res = train(objective, theta0, cfg, seed=exp.seed, ids=ids, snapshots=True)
+    h = res.history
+    T = max(int(np.sum(h["init"] == i)) for i in ids) + 1
+    paths = np.full((ids.size, T, theta0.shape[1]), np.nan)
+    for r, i in enumerate(ids):
+        rows = np.flatnonzero((h["init"] == i) & (h["step"] < res.steps[r]))
+        rows = rows[np.argsort(h["step"][rows], kind="stable")]
+        paths[r, : rows.size] = h["theta"][rows]
+        paths[r, rows.size] = res.theta[r]  # where it stopped, a history step or not
+    return ids, paths
 
 
 def _orbit_keys(cfg, problem, p):

@@ -31,7 +31,6 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
-from ..runs.store import atomic_path
 
 #: the columns of :func:`read_min_data`, in the order of min.data
 MIN_COLUMNS = ("energy", "log_freq", "order", "itx", "ity", "itz")
@@ -109,6 +108,8 @@ def _text(x) -> str:
 
 
 def _write(path, lines) -> Path:
+    from ..runs.store import atomic_path  # here: the run store sits above the landscape tools
+
     path = Path(path)
     with atomic_path(path) as tmp:
         tmp.write_text("".join(lines), encoding="ascii")

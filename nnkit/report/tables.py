@@ -154,3 +154,31 @@ def analysis_diagnosis(runs: pd.DataFrame, settings: list[dict], sweep_keys) -> 
                             "steps: analysis.descend = true (nnkit minima RUN --set analysis.descend=true).")  # fmt: skip
         out.append(" ".join(text))
     return out
+
+
+def landscape(found: dict, summary: dict, sweep_keys, runs: pd.DataFrame) -> pd.DataFrame:
+    """Per sweep point of a landscape survey: the pairs of minima and the median and
+    largest straight-line barrier, the bands relaxed (and converged), the distinct
+    transition states (and how many join two different minima), the lowest
+    transition state's barrier above the lower of its minima, and the minima found
+    on the way."""
+    rows = []
+    for p, entry in enumerate(summary.get("points", [])):
+        row = {"point": p}
+        first = runs[runs["point"] == p]
+        row.update({key: first[key].iloc[0] for key in sweep_keys if len(first)})
+        if "barriers" in found:
+            b = found["barriers"][found["barriers"]["point"] == p]
+            row.update(pairs=len(b), barrier_median=b["barrier"].median() if len(b) else np.nan,
+                       barrier_max=b["barrier"].max() if len(b) else np.nan)  # fmt: skip
+        if "transition_states" in found:
+            ts = found["transition_states"][found["transition_states"]["point"] == p]
+            joins = ts[(ts["minimum_a"] >= 0) & (ts["minimum_b"] >= 0) & (ts["minimum_a"] != ts["minimum_b"])]
+            lowest = np.minimum(joins["barrier_a"], joins["barrier_b"])
+            row.update(bands=entry.get("bands", 0), bands_converged=entry.get("bands_converged", 0),
+                       transition_states=len(ts), joining=len(joins),
+                       ts_barrier_min=lowest.min() if len(joins) else np.nan,
+                       minima_found=entry.get("minima_found", 0))  # fmt: skip
+        row["seconds"] = round(sum(entry.get("seconds", {}).values()), 2)
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -42,6 +42,9 @@ class Run:
     history : loss and gradient norm at log-spaced steps (``history.parquet``), or None.
     minima : one row per distinct minimum and sweep point (``minima.parquet``), or None
         before the run is analysed.
+    landscape : the tables of ``landscape/`` by name, or None before a survey
+        (``nnkit landscape RUN``); :attr:`barriers` and :attr:`transition_states` are two
+        of them.
     """
 
     def __init__(self, path):
@@ -117,9 +120,54 @@ class Run:
             raise Damaged(self.folder.minima_file, "its minima and counts do not match the column minimum of runs.parquet")
         return minima
 
+    @property
+    def has_landscape(self) -> bool:
+        """Whether a landscape survey of the current analysis finished (its
+        ``landscape/landscape.json`` is written last)."""
+        return self.analysed and self.folder.landscape_file.is_file()
+
+    @cached_property
+    def landscape(self) -> dict[str, pd.DataFrame] | None:
+        """The tables of ``landscape/`` by name (``barriers``, ``transition_states``,
+        ``paths``, ``minima``, ``slices``, ``trajectories``, ``density``: those the
+        tools wrote), or None without a finished survey (``nnkit landscape RUN``)."""
+        if not self.has_landscape:
+            return None
+        read_json(self.folder.landscape_file)
+        out = {}
+        for path in sorted(self.folder.landscape.glob("*.parquet")):
+            out[path.stem] = read_parquet(path, ("point",))
+        return out
+
+    @property
+    def barriers(self) -> pd.DataFrame | None:
+        """``landscape/barriers.parquet``: one row per pair of minima (None without it)."""
+        return (self.landscape or {}).get("barriers")
+
+    @property
+    def transition_states(self) -> pd.DataFrame | None:
+        """``landscape/transition_states.parquet``: one row per distinct transition
+        state (None without it)."""
+        return (self.landscape or {}).get("transition_states")
+
+    def landscape_summary(self) -> pd.DataFrame | None:
+        """Per sweep point: pairs and their straight-line barriers, bands, transition
+        states and minima found on the way; None without a survey."""
+        if self.landscape is None:
+            return None
+        return tables.landscape(self.landscape, read_json(self.folder.landscape_file), self.sweep_keys, self.runs)
+
+    def landscape_notes(self) -> list[str]:
+        """What the survey's tools had nothing to work on, one line each."""
+        if not self.has_landscape:
+            return []
+        points = read_json(self.folder.landscape_file).get("points", [])
+        return [f"point {p}: {note}" for p, entry in enumerate(points) if isinstance(entry, dict)
+                for note in entry.get("notes", [])]  # fmt: skip
+
     def reload(self) -> None:
         """Forget the tables read so far (after the run folder changed)."""
-        for name in ("runs", "history", "minima"):
+        for name in ("runs", "history", "minima", "landscape"):
             self.__dict__.pop(name, None)
 
     @property
@@ -186,6 +234,8 @@ class Run:
         if self.minima is not None:
             out["landing"] = self.landing()
             out["minima"] = self.top_minima()
+        if self.landscape is not None:
+            out["landscape"] = self.landscape_summary()
         return out
 
     def headline(self) -> str:
@@ -210,7 +260,8 @@ class Run:
 
     def _repr_html_(self):
         parts = [f"<p><b>{html.escape(self.headline())}</b><br><code>{html.escape(str(self.path))}</code></p>"]
-        titles = {"training": "Training", "landing": "Where the inits ended", "minima": "Most frequent minima"}
+        titles = {"training": "Training", "landing": "Where the inits ended", "minima": "Most frequent minima",
+                  "landscape": "The landscape between the minima"}  # fmt: skip
         for name, table in self.summary().items():
             parts.append(f"<p>{titles[name]}</p>")
             parts.append(table.to_html(index=False, float_format="{:.4g}".format, border=0))

@@ -11,7 +11,9 @@ either a committed run or whole chunks that a resume gathers again.
 
 The analysis removes ``analysis.json`` first, writes ``params/point-NNN-polished.npy``,
 ``minima.parquet`` and ``runs.parquet``, and writes ``analysis.json`` last: without it
-the run reads as not analysed. Figures go to ``figures/``.
+the run reads as not analysed. The landscape between the minima goes to
+``landscape/`` the same way, its ``landscape.json`` last (a new analysis removes it:
+the minima it was drawn from are gone). Figures go to ``figures/``.
 
 One process at a time writes a run folder (:func:`nnkit.runs.lock.hold`); every file
 it reads back is checked, and a damaged one is reported as :class:`Damaged`, naming the
@@ -225,6 +227,15 @@ class RunFolder:
     @property
     def figures(self) -> Path:
         return self.path / "figures"
+
+    @property
+    def landscape(self) -> Path:
+        """The folder of the landscape tables (``nnkit landscape RUN``)."""
+        return self.path / "landscape"
+
+    @property
+    def landscape_file(self) -> Path:
+        return self.landscape / "landscape.json"
 
     @property
     def chunks(self) -> Path:

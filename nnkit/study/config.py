@@ -2,7 +2,7 @@
 
 An experiment file has top-level keys ``name``, ``seed``, ``inits`` and the tables
 ``[data]``, ``[model]``, ``[objective]``, ``[init]``, ``[train]``, ``[run]``,
-``[analysis]`` and an optional ``[sweep]``. Unknown keys and bad values raise
+``[analysis]``, ``[landscape]`` and an optional ``[sweep]``. Unknown keys and bad values raise
 :class:`ConfigError` naming the key and what is allowed. ``overrides``
 (``"train.lr=0.5"``) are applied before validation; a ``[sweep]`` table of lists expands
 into the Cartesian product (or, with ``mode = "zip"``, the paired values) of resolved
@@ -29,6 +29,7 @@ from ..core.losses import ObjectiveSpec
 from ..core.model import Model
 from ..errors import ConfigError, UserError
 from ..landscape.minima import AnalysisConfig
+from ..landscape.survey import LandscapeConfig
 from ..training.loop import TrainConfig
 
 
@@ -108,6 +109,7 @@ class Experiment:
     train: TrainConfig = field(default_factory=TrainConfig)
     run: RunConfig = field(default_factory=RunConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    landscape: LandscapeConfig = field(default_factory=LandscapeConfig)
     sweep: tuple[tuple[str, tuple], ...] = ()
     #: ``product``: every combination of the swept values; ``zip``: the i-th values of
     #: every key together (all lists of one length)
@@ -131,7 +133,7 @@ class Experiment:
         """Plain nested dict (lists, not tuples) that :func:`from_dict` reads back."""
         out = {"name": self.name, "seed": self.seed, "inits": self.inits}
         out["data"] = {"kind": self.data_kind, **dataclasses.asdict(self.data)}
-        for section in ("model", "objective", "init", "train", "run", "analysis"):
+        for section in ("model", "objective", "init", "train", "run", "analysis", "landscape"):
             out[section] = dataclasses.asdict(getattr(self, section))
         if self.sweep:
             out["sweep"] = {key: list(values) for key, values in self.sweep}
@@ -147,10 +149,11 @@ _SECTIONS = {
     "train": TrainConfig,
     "run": RunConfig,
     "analysis": AnalysisConfig,
+    "landscape": LandscapeConfig,
 }
 _TOP = {"name": str, "seed": int, "inits": int}
 #: float keys that may be infinite (a bound or target that is switched off)
-_INFINITY_ALLOWED = {"train.max_loss", "train.loss_target", "analysis.optimum"}
+_INFINITY_ALLOWED = {"train.max_loss", "train.loss_target", "analysis.optimum", "landscape.top"}
 #: keys a sweep cannot vary: how the work runs, and the data kind (whose options differ)
 _NOT_SWEPT = ("run.", "data.kind")
 

@@ -115,7 +115,7 @@ def history_steps(max_steps: int, points: int) -> np.ndarray:
     return np.unique(np.concatenate([[0], steps, [max_steps]]))
 
 
-def train(objective, theta0, cfg, *, seed=0, ids=None, on_finish=None, on_step=None) -> TrainResult:
+def train(objective, theta0, cfg, *, seed=0, ids=None, on_finish=None, on_step=None, snapshots=False) -> TrainResult:
     """Train the networks ``theta0 (R, P)`` (host, float64) on ``objective`` (a
     :class:`nnkit.objective.Objective`) by ``cfg`` (a :class:`TrainConfig`).
 
@@ -124,7 +124,8 @@ def train(objective, theta0, cfg, *, seed=0, ids=None, on_finish=None, on_step=N
     the number of inits still running. Where the objective's kernel fuses the whole
     loop (full-batch training without history on the ``numba`` backend and the
     ``cuda`` backend's small networks), it runs in one compiled call, calling neither
-    back until it is done.
+    back until it is done. ``snapshots``: the history (``cfg.history > 0``) also keeps
+    the parameters, ``history["theta"] (N, P)`` (for trajectories of a few inits).
 
     The inits train in groups of one step size each (a single group unless
     ``cfg.lr = "auto"``, :mod:`.safeguards`); an init restarted after a failure
@@ -144,7 +145,8 @@ def train(objective, theta0, cfg, *, seed=0, ids=None, on_finish=None, on_step=N
         for attempt in range(cfg.restarts + 1):
             for step in np.unique(lr[todo]):  # one batch per step size
                 rows = todo[lr[todo] == step]
-                part = _train_one_step(objective, theta0[rows], cfg.with_lr(step), seed, ids[rows], on_finish, on_step)
+                part = _train_one_step(objective, theta0[rows], cfg.with_lr(step), seed, ids[rows], on_finish, on_step,
+                                       snapshots)  # fmt: skip
                 out = _place(out, part, rows, R)
             failed = todo[np.isin(out.status[todo], cfg.restart_on) & (lr[todo] / 2 >= safeguards.LR_MIN)]
             if attempt == cfg.restarts or failed.size == 0:
@@ -159,14 +161,14 @@ def train(objective, theta0, cfg, *, seed=0, ids=None, on_finish=None, on_step=N
     return out
 
 
-def _train_one_step(objective, theta0, cfg, seed, ids, on_finish, on_step) -> TrainResult:
+def _train_one_step(objective, theta0, cfg, seed, ids, on_finish, on_step, snapshots=False) -> TrainResult:
     """Every init of ``theta0`` with the one step ``cfg.lr``."""
     if objective.fuses(cfg):
         fused = objective.train_fused(theta0, cfg)  # the whole loop in one compiled call
         if on_finish is not None:
             on_finish(theta0.shape[0])
         return TrainResult(fused.theta, labels(fused.stop), fused.steps, fused.loss, fused.grad_norm)
-    return _train(objective, theta0, cfg, seed, ids, on_finish, on_step)
+    return _train(objective, theta0, cfg, seed, ids, on_finish, on_step, snapshots)
 
 
 def _place(out: TrainResult | None, part: TrainResult, rows, R: int) -> TrainResult:
@@ -184,7 +186,7 @@ def _place(out: TrainResult | None, part: TrainResult, rows, R: int) -> TrainRes
     return out
 
 
-def _train(objective, theta0, cfg, seed, ids, on_finish, on_step):
+def _train(objective, theta0, cfg, seed, ids, on_finish, on_step, snapshots=False):
     R, P = theta0.shape
     backend = objective.backend
     xp = backend.xp
@@ -197,6 +199,8 @@ def _train(objective, theta0, cfg, seed, ids, on_finish, on_step):
     gn_out = np.full(R, np.nan)
     log_at = set(history_steps(cfg.max_steps, cfg.history).tolist())
     hist = {"init": [], "step": [], "loss": [], "grad_norm": []} if log_at else None
+    if hist is not None and snapshots:
+        hist["theta"] = []
 
     rows = np.arange(R)  # which rows of the output the working arrays hold
     w = backend.asarray(theta0, dtype)
@@ -215,6 +219,8 @@ def _train(objective, theta0, cfg, seed, ids, on_finish, on_step):
             if hist is not None and t in log_at:
                 for key, value in zip(hist, (ids[rows], np.full(rows.size, t), loss_h, gn_h)):
                     hist[key].append(np.asarray(value))
+                if snapshots:
+                    hist["theta"].append(backend.to_numpy(w).astype(np.float64))
             stop = _stopping(cfg, t, loss_h, gn_h) if check else np.zeros(rows.size, np.int8)
             done = stop > 0
             if done.any():
