@@ -134,6 +134,8 @@ def run(experiment_file, overrides, inits, backend, results_dir, run_id, resume,
     except Interrupted as exc:
         if exc.stage == "analysis":
             hint = f"training is finished and saved; analyse with nnkit minima {exc.run_dir}"
+        elif exc.stage == "landscape":
+            hint = f"training and the analysis are saved; survey the landscape with nnkit landscape {exc.run_dir}"
         else:
             again = _resume_command(experiment_file, overrides, inits, backend, results_dir, exc.run_dir,
                                     scheduler, workers)  # fmt: skip
@@ -227,7 +229,7 @@ def landscape(run_dir, overrides, tools, quiet):
     straight lines, minimum-energy paths and transition states, the disconnectivity
     graph (and PATHSAMPLE's min.data, ts.data), slices, trajectories, spectral densities.
     Writes RUN/landscape/ and RUN/figures/landscape-*.png."""
-    from .pipeline import landscape_run
+    from .pipeline import Interrupted, landscape_run
     from .runs import load
 
     _log_to_stderr(quiet)
@@ -236,7 +238,15 @@ def landscape(run_dir, overrides, tools, quiet):
         names = [name.strip() for name in tools.split(",") if name.strip()]
         settings.append("landscape.tools=[" + ", ".join(f'"{name}"' for name in names) + "]")
     run = load(run_dir)
-    landscape_run(run, settings, progress=False if quiet else None)
+    try:
+        landscape_run(run, settings, progress=False if quiet else None)
+    except Interrupted:
+        click.echo(f"\ninterrupted while writing: the run reads as not surveyed; survey again with "
+                   f"nnkit landscape {run.path}", err=True)  # fmt: skip
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: nothing was written; the survey before, if any, is as it was", err=True)
+        sys.exit(130)
     if not quiet:
         _print_landscape(run)
     click.echo(str(run.path))

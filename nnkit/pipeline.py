@@ -69,8 +69,9 @@ log = logging.getLogger("nnkit")
 
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C during a run: ``run_dir`` holds what was finished (``stage`` is
-    ``"training"``, whose finished chunks are kept, or ``"analysis"``, whose training
-    is finished and saved)."""
+    ``"training"``, whose finished chunks are kept, ``"analysis"``, whose training
+    is finished and saved, or ``"landscape"``, whose training and analysis are; an
+    interrupted survey leaves the run reading as not surveyed)."""
 
     def __init__(self, run_dir, stage: str):
         super().__init__(str(run_dir))
@@ -134,10 +135,13 @@ def run_experiment(
                 if experiment.analysis.enabled:
                     try:
                         _analyse_run(load(folder.path), (), cl, progress)
-                        if experiment.landscape.enabled:
-                            _landscape_run(load(folder.path), (), progress)
                     except KeyboardInterrupt:
                         raise Interrupted(folder.path, "analysis") from None
+                    if experiment.landscape.enabled:
+                        try:
+                            _landscape_run(load(folder.path), (), progress)
+                        except KeyboardInterrupt:
+                            raise Interrupted(folder.path, "landscape") from None
         except Exception:
             if not resume and not folder.chunks.exists() and not folder.is_finished():
                 folder.remove()  # a run that failed before its first chunk leaves nothing
@@ -351,8 +355,7 @@ def _landscape_run(run: Run, overrides, progress=None) -> dict:
     started = time.perf_counter()
     tables, files, per_point = {}, {}, []
     folder = run.folder
-    folder.landscape_file.unlink(missing_ok=True)
-    bar = executor.progress_bar(sum(len(e.landscape.tools) for _, e in points), progress, "landscape")
+    bar = executor.progress_bar(sum(len(e.landscape.tools) for _, e in points), progress, "landscape", "tool")
     with bar:
         for p, ((_, exp_p), problem) in enumerate(zip(points, problems)):
             cfg = exp_p.landscape
@@ -365,7 +368,7 @@ def _landscape_run(run: Run, overrides, progress=None) -> dict:
             theta = polished[[where[int(i)] for i in taken["representative"]]]
             retrain = functools.partial(_retrain, make_objective(problem, _trained_on(run)), exp_p, inits)
             found = survey.survey(objective, taken, theta, cfg, exp_p.analysis, retrain=retrain,
-                                  on_tool=lambda _: bar.update(1))  # fmt: skip
+                                  on_tool=lambda _: bar.update(1), on_note=bar.set_postfix_str)  # fmt: skip
             for name, table in found.tables.items():
                 if isinstance(table, pd.DataFrame):
                     tables.setdefault(name, []).append(table.assign(point=p)[["point", *table.columns]])
@@ -375,6 +378,32 @@ def _landscape_run(run: Run, overrides, progress=None) -> dict:
                 where_to = folder.landscape if len(points) == 1 else folder.landscape / f"point-{p:03d}"
                 files[where_to] = found.pathsample
             per_point.append({"seconds": found.seconds, "notes": found.notes, **_counts(found)})
+    summary = {
+        "settings": [dataclasses.asdict(e.landscape) for _, e in points],
+        "points": per_point,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    try:
+        _write_landscape(folder, tables, files, summary)
+    except KeyboardInterrupt:
+        raise Interrupted(folder.path, "landscape") from None
+    run.reload()
+    return summary
+
+
+def _trained_on(run: Run) -> backends.Backend:
+    """The backend the run trained on, where it can run here (the retrained paths of
+    the trajectories then follow the run's to the last digit), else NumPy."""
+    name = str(run.meta.get("backend", "numpy"))
+    return backends.get(name) if name in backends.names() and backends.probe(name).usable else backends.get("numpy")
+
+
+def _write_landscape(folder: RunFolder, tables: dict, files: dict, summary: dict) -> None:
+    """The survey's tables, PATHSAMPLE files and figures into ``folder``, replacing
+    the survey before (whose ``landscape.json`` goes first, so that a kill part way
+    leaves a run that reads as not surveyed), ``landscape.json`` last."""
+    # the survey before stays whole until this one is done: it goes from here, landscape.json first
+    folder.landscape_file.unlink(missing_ok=True)
     for name in survey.TABLES:  # a table of an earlier landscape with other tools goes
         path = folder.landscape / f"{name}.parquet"
         if name in tables:
@@ -394,21 +423,7 @@ def _landscape_run(run: Run, overrides, progress=None) -> dict:
             pathsample.write_ts_data(target / "ts.data", *value["ts"])
         else:
             write_figure(folder.figures / target, value)
-    summary = {
-        "settings": [dataclasses.asdict(e.landscape) for _, e in points],
-        "points": per_point,
-        "seconds": round(time.perf_counter() - started, 3),
-    }
     write_json(folder.landscape_file, summary)
-    run.reload()
-    return summary
-
-
-def _trained_on(run: Run) -> backends.Backend:
-    """The backend the run trained on, where it can run here (the retrained paths of
-    the trajectories then follow the run's to the last digit), else NumPy."""
-    name = str(run.meta.get("backend", "numpy"))
-    return backends.get(name) if name in backends.names() and backends.probe(name).usable else backends.get("numpy")
 
 
 def _counts(found) -> dict:

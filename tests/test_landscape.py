@@ -226,3 +226,36 @@ def test_pairs_are_nearest_first_without_repeats():
         d = D[pair[:, 0], pair[:, 1]]
         assert (np.diff(d) >= 0).all()
     assert len(barriers.pairs(model, theta, "all", limit=100)) == 15
+
+
+def test_a_kill_at_any_instant_of_a_survey_leaves_a_whole_run(surveyed, tmp_path):
+    """Killed before any one of its changes to the run folder, a survey leaves a run
+    that reads whole (surveyed or not), and surveying again gives the same tables."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from conftest import nnkit_cmd
+
+    args = ("--tools", "barriers,paths,graph", "--set", "landscape.max_pairs=3", "-q")
+    ref = tmp_path / "results" / "xor_landscape" / "ref"
+    shutil.copytree(surveyed, ref)
+    done = nnkit_cmd(0, ref, "landscape", ref, *args)
+    assert done.returncode == 0, done.stderr
+    count = int(done.stderr.rsplit("changes:", 1)[1].split()[0])
+    assert count > 5
+
+    def one(n):
+        copy = tmp_path / "results" / "xor_landscape" / f"kill-{n}"
+        shutil.copytree(surveyed, copy)
+        killed = nnkit_cmd(n, copy, "landscape", copy, *args)
+        assert killed.returncode == 137, (n, killed.stderr)
+        shown = nnkit_cmd(0, copy, "show", copy)
+        assert shown.returncode == 0, (n, shown.stderr)
+        again = nnkit_cmd(0, copy, "landscape", copy, *args)
+        assert again.returncode == 0, (n, again.stderr)
+        a, b = nnkit.load(copy), nnkit.load(ref)
+        assert set(a.landscape) == set(b.landscape)
+        for name in a.landscape:
+            pd.testing.assert_frame_equal(a.landscape[name], b.landscape[name])
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(one, range(1, count + 1)))

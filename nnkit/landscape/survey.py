@@ -141,7 +141,7 @@ def chosen(minima: pd.DataFrame, cfg: LandscapeConfig) -> pd.DataFrame:
 
 
 def survey(objective, minima: pd.DataFrame, theta, cfg: LandscapeConfig, analysis, *, retrain=None,
-           on_tool=None) -> Survey:  # fmt: skip
+           on_tool=None, on_note=None) -> Survey:  # fmt: skip
     """Every tool of ``cfg.tools`` for the ``minima`` of one point (the rows of the
     analysis' minima table that :func:`chosen` picked, columns ``minimum``, ``loss``,
     ``count``, ``kind``) with parameters ``theta (N, P)`` (host float64, row for row).
@@ -149,21 +149,22 @@ def survey(objective, minima: pd.DataFrame, theta, cfg: LandscapeConfig, analysi
     ``analysis`` is the point's :class:`~nnkit.landscape.minima.AnalysisConfig` (its
     tolerances tell minima apart); ``retrain(count, points) -> (inits (R,), paths (R,
     T, P))`` retrains inits recording their paths (for ``trajectories``);
-    ``on_tool(name)`` is called as each tool is done."""
+    ``on_tool(name)`` is called as each tool is done, ``on_note(text)`` as a long one
+    moves on (progress)."""
     out = Survey()
     theta = np.asarray(theta, dtype=np.float64)
     ids = minima["minimum"].to_numpy()
     for tool in cfg.tools:
         started = time.perf_counter()
         with np.errstate(all="ignore"):
-            _TOOLS[tool](out, objective, minima, theta, ids, cfg, analysis, retrain)
+            _TOOLS[tool](out, objective, minima, theta, ids, cfg, analysis, retrain, on_note or (lambda text: None))
         out.seconds[tool] = round(time.perf_counter() - started, 3)
         if on_tool is not None:
             on_tool(tool)
     return out
 
 
-def _barriers(out, objective, minima, theta, ids, cfg, analysis, retrain):
+def _barriers(out, objective, minima, theta, ids, cfg, analysis, retrain, note):
     pair = barriers.pairs(objective.model, theta, cfg.pairs, cfg.neighbours, cfg.max_pairs)
     out.tables["pairs"] = pair
     if not len(pair):
@@ -174,15 +175,22 @@ def _barriers(out, objective, minima, theta, ids, cfg, analysis, retrain):
     out.figures["barriers"] = _profiles(table)
 
 
-def _paths(out, objective, minima, theta, ids, cfg, analysis, retrain):
+def _paths(out, objective, minima, theta, ids, cfg, analysis, retrain, note):
     pair = out.tables.get("pairs")
     if pair is None:
         pair = barriers.pairs(objective.model, theta, cfg.pairs, cfg.neighbours, cfg.max_pairs)
     if not len(pair):
         out.notes.append("paths: fewer than two minima, no bands")
         return
+    done = [0]
+
+    def on_round(bands):
+        done[0] += 1
+        note(f"paths: round {done[0]} of at most {cfg.rounds} done ({bands} bands)")
+
+    note(f"paths: {len(pair)} bands of {cfg.images} images")
     found = connect.connect(objective, theta, minima["loss"].to_numpy(), ids, minima["kind"].to_numpy(), pair,
-                            cfg.path_settings(analysis))  # fmt: skip
+                            cfg.path_settings(analysis), on_band=on_round)  # fmt: skip
     out.tables["transition_states"] = found.transition_states
     out.tables["paths"] = found.paths
     out.tables["minima"] = found.minima
@@ -191,7 +199,7 @@ def _paths(out, objective, minima, theta, ids, cfg, analysis, retrain):
         out.figures["barriers"] = _profiles(out.tables["barriers"], found.paths)
 
 
-def _graph(out, objective, minima, theta, ids, cfg, analysis, retrain):
+def _graph(out, objective, minima, theta, ids, cfg, analysis, retrain, note):
     ts = out.tables.get("transition_states")
     if ts is None:
         return
@@ -225,7 +233,7 @@ def _graph(out, objective, minima, theta, ids, cfg, analysis, retrain):
     out.figures["disconnectivity"] = fig
 
 
-def _slices(out, objective, minima, theta, ids, cfg, analysis, retrain):
+def _slices(out, objective, minima, theta, ids, cfg, analysis, retrain, note):
     rng = np.random.default_rng(cfg.seed)
     grid = np.linspace(-cfg.slice_span, cfg.slice_span, cfg.slice_points)
     at = _row(minima, cfg.slice_minimum)
@@ -256,7 +264,7 @@ def _slices(out, objective, minima, theta, ids, cfg, analysis, retrain):
     out.figures["slice"] = slices.contour(grid, grid, losses, points=points, point_labels=labels, title=title)
 
 
-def _trajectories(out, objective, minima, theta, ids, cfg, analysis, retrain):
+def _trajectories(out, objective, minima, theta, ids, cfg, analysis, retrain, note):
     if retrain is None:
         out.notes.append("trajectories: no way to retrain inits here")
         return
@@ -277,7 +285,7 @@ def _trajectories(out, objective, minima, theta, ids, cfg, analysis, retrain):
                                                   title=f"training path of init {int(inits[0])}")  # fmt: skip
 
 
-def _density(out, objective, minima, theta, ids, cfg, analysis, retrain):
+def _density(out, objective, minima, theta, ids, cfg, analysis, retrain, note):
     top = minima.sort_values(["count", "loss"], ascending=[False, True], kind="stable").index[: cfg.density_minima]
     at = theta[top.to_numpy()]
     found = spectral.slq(objective, at, steps=cfg.density_steps, probes=cfg.density_probes,

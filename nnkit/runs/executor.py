@@ -254,16 +254,16 @@ class _NoBar:
         return False
 
 
-def progress_bar(total, progress, desc="training"):
-    """A tqdm bar over ``total`` inits (``progress`` None: on a terminal only; False:
-    none)."""
+def progress_bar(total, progress, desc="training", unit="init"):
+    """A tqdm bar over ``total`` inits (or other ``unit``; ``progress`` None: on a
+    terminal only; False: none)."""
     if progress is False:
         return _NoBar()
     from tqdm.auto import tqdm
 
     return tqdm(
         total=total,
-        unit="init",
+        unit=unit,
         desc=desc,
         disable=None if progress is None else False,
     )
