@@ -351,7 +351,8 @@ def _landscape_run(run: Run, overrides, progress=None) -> dict:
     exp = config.from_dict(raw)
     points = config.expand_sweep(exp)
     problems = study.problems(points)
-    host = backends.get("numpy")
+    # the tools hand host float64 arrays to the objective: the CPU backends, compiled where they can be
+    host = backends.get("numba" if backends.probe("numba").usable else "numpy")
     started = time.perf_counter()
     tables, files, per_point = {}, {}, []
     folder = run.folder
@@ -381,6 +382,7 @@ def _landscape_run(run: Run, overrides, progress=None) -> dict:
     summary = {
         "settings": [dataclasses.asdict(e.landscape) for _, e in points],
         "points": per_point,
+        "backend": host.name,
         "seconds": round(time.perf_counter() - started, 3),
     }
     try:

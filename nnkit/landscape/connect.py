@@ -38,7 +38,7 @@ class PathSettings:
     images: int = 16
     spring: float = 0.3
     neb_tol: float = 1e-6
-    neb_steps: int = 2000
+    neb_steps: int = 5000
     ts_tol: float = 1e-10
     ts_steps: int = 100
     eig_tol: float = 1e-7

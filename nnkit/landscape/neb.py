@@ -70,42 +70,51 @@ def straight(a, b, images: int) -> np.ndarray:
 
 def tangents(theta, loss) -> np.ndarray:
     """Improved tangents ``(B, M - 2, P)``, unit length, of the interior images."""
-    up = theta[:, 2:] - theta[:, 1:-1]  # tau+: towards the next image
-    down = theta[:, 1:-1] - theta[:, :-2]  # tau-: from the previous image
+    return _tangents(theta[:, 2:] - theta[:, 1:-1], theta[:, 1:-1] - theta[:, :-2], loss)
+
+
+def _tangents(up, down, loss) -> np.ndarray:
+    """:func:`tangents` from the segments ``up = R_{i+1} - R_i`` and ``down = R_i - R_{i-1}``."""
     e_prev, e, e_next = loss[:, :-2], loss[:, 1:-1], loss[:, 2:]
-    d_next, d_prev = e_next - e, e_prev - e
-    big = np.maximum(np.abs(d_next), np.abs(d_prev))[..., None]
-    small = np.minimum(np.abs(d_next), np.abs(d_prev))[..., None]
-    higher_next = (e_next > e_prev)[..., None]
-    blend = np.where(higher_next, up * big + down * small, up * small + down * big)
-    rising = ((e_next > e) & (e > e_prev))[..., None]
-    falling = ((e_next < e) & (e < e_prev))[..., None]
-    tau = np.where(rising, up, np.where(falling, down, blend))
-    norm = np.linalg.norm(tau, axis=2, keepdims=True)
-    fallback = up + down  # a flat profile: the chord
-    tau = np.where(norm > 0, tau, fallback)
-    return tau / np.maximum(np.linalg.norm(tau, axis=2, keepdims=True), 1e-300)
+    d_next, d_prev = np.abs(e_next - e), np.abs(e_prev - e)
+    big, small = np.maximum(d_next, d_prev), np.minimum(d_next, d_prev)
+    # tau = c_up tau+ + c_down tau-: the higher neighbour's side, energy-weighted at an extremum
+    higher_next = e_next > e_prev
+    c_up, c_down = np.where(higher_next, big, small), np.where(higher_next, small, big)
+    rising, falling = (e_next > e) & (e > e_prev), (e_next < e) & (e < e_prev)
+    c_up, c_down = np.where(rising, 1.0, np.where(falling, 0.0, c_up)), np.where(rising, 0.0, np.where(falling, 1.0, c_down))
+    flat = (c_up == 0) & (c_down == 0)  # a flat profile: the chord
+    c_up, c_down = np.where(flat, 1.0, c_up), np.where(flat, 1.0, c_down)
+    tau = c_up[..., None] * up + c_down[..., None] * down
+    return tau / np.maximum(_norms(tau), 1e-300)[..., None]
 
 
-def forces(theta, loss, grad, k, climb) -> np.ndarray:
+def _norms(a) -> np.ndarray:
+    """Euclidean norms over the last axis of ``a (B, M, P)``: ``(B, M)``."""
+    return np.sqrt(np.einsum("bmp,bmp->bm", a, a))
+
+
+def forces(theta, loss, grad, k, climb, climber=None) -> np.ndarray:
     """NEB forces ``(B, M - 2, P)`` on the interior images of ``theta (B, M, P)``, from
     ``loss (B, M)``, the interior gradients ``grad (B, M - 2, P)``, spring constants
-    ``k (B,)`` and ``climb (B,)`` (bool: the highest interior image climbs)."""
-    tau = tangents(theta, loss)
-    g_par = np.sum(grad * tau, axis=2, keepdims=True)
+    ``k (B,)`` and ``climb (B,)`` (bool: an image climbs: interior image ``climber (B,)``,
+    from 1, or by default the highest)."""
     up = theta[:, 2:] - theta[:, 1:-1]
     down = theta[:, 1:-1] - theta[:, :-2]
-    n_up, n_down = np.linalg.norm(up, axis=2), np.linalg.norm(down, axis=2)
+    tau = _tangents(up, down, loss)
+    g_par = np.einsum("bmp,bmp->bm", grad, tau)[..., None]
+    n_up, n_down = _norms(up), _norms(down)
     kk = k[:, None, None]
-    spring = (kk * (n_up - n_down)[..., None]) * tau
-    # where the band kinks, part of the full spring force across it straightens it out
-    # (Jonsson, Mills & Jacobsen 1998): the switch is 0 on a straight band, 1 at a right angle
-    cos = np.sum(up * down, axis=2) / np.maximum(n_up * n_down, 1e-300)
+    # along the band, the springs; where it kinks, part of the full spring force across it
+    # straightens it out (Jonsson, Mills & Jacobsen 1998): the switch is 0 on a straight band,
+    # 1 at a right angle
+    cos = np.einsum("bmp,bmp->bm", up, down) / np.maximum(n_up * n_down, 1e-300)
     switch = 0.5 * (1.0 + np.cos(np.pi * np.clip(cos, -1.0, 1.0)))[..., None]
     full = kk * (up - down)
-    across = full - np.sum(full * tau, axis=2, keepdims=True) * tau
-    F = -(grad - g_par * tau) + spring + switch * across
-    top = np.argmax(loss[:, 1:-1], axis=1)
+    full_par = np.einsum("bmp,bmp->bm", full, tau)[..., None]
+    along = kk * (n_up - n_down)[..., None]
+    F = -grad + (g_par + along - switch * full_par) * tau + switch * full
+    top = np.argmax(loss[:, 1:-1], axis=1) if climber is None else np.asarray(climber) - 1
     rows = np.flatnonzero(climb)
     F[rows, top[rows]] = -grad[rows, top[rows]] + 2.0 * g_par[rows, top[rows]] * tau[rows, top[rows]]
     return F
@@ -166,6 +175,7 @@ def neb(objective, theta, *, spring: float = 0.3, tol: float = 1e-6, max_steps: 
     loss[:, 0], loss[:, -1] = ends[:, 0], ends[:, 1]
     climbing = np.zeros(B, dtype=bool)
     climbed = np.zeros(B, dtype=bool)
+    climber = np.ones(B, dtype=np.int64)  # which image climbs, once one does
     first = np.full(B, np.nan)
     force = np.full(B, np.inf)
     steps = np.zeros(B, dtype=np.int64)
@@ -191,26 +201,30 @@ def neb(objective, theta, *, spring: float = 0.3, tol: float = 1e-6, max_steps: 
                 act, inner, grad = act[~blown], inner[~blown], grad[~blown]
             loss[act, 1:-1] = inner
             prev[act] = theta[act, 1:-1]
-            F = forces(theta[act], loss[act], grad, k[act], climbing[act])
-            norm = np.linalg.norm(F, axis=2).max(axis=1)
+            _repick(climber, climbing, loss, act)
+            F = forces(theta[act], loss[act], grad, k[act], climbing[act], climber[act])
+            f_norm = _norms(F)
+            norm = f_norm.max(axis=1)
             force[act] = norm
             first[act] = np.where(np.isnan(first[act]), norm, first[act])
             climbed[act] = climbing[act]  # the forces just computed had the climbing image on
             if climb:  # climb once the band has taken its shape, over a top between the ends
                 start = ~climbing[act] & _inner_top(loss[act]) & (norm <= np.maximum(0.1 * first[act], tol))
                 climbing[act[start]] = True
+                # the image that climbs stays the one chosen: two tops of nearly one height
+                # would otherwise take turns, and neither would converge
+                climber[act[start]] = 1 + np.argmax(loss[act[start], 1:-1], axis=1)
             ok = (norm <= tol) & (climbed[act] | (not climb) | ~_inner_top(loss[act]))
             done[act[ok]] = True
-            act, F = act[~ok], F[~ok]
+            act, F, f_norm = act[~ok], F[~ok], f_norm[~ok]
             if act.size == 0:
                 continue
             # FIRE: velocity Verlet with the velocity turned towards the force
             V = v[act] + dt[act, None, None] * F
-            power = np.sum(F * V, axis=(1, 2))
-            f_norm = np.linalg.norm(F, axis=2, keepdims=True)
-            v_norm = np.linalg.norm(V, axis=2, keepdims=True)
-            a = alpha[act, None, None]
-            V = (1 - a) * V + a * v_norm * F / np.maximum(f_norm, 1e-300)
+            image_power = np.einsum("bmp,bmp->bm", F, V)
+            power = image_power.sum(axis=1)
+            a = alpha[act, None]
+            V = (1 - a)[..., None] * V + (a * _norms(V) / np.maximum(f_norm, 1e-300))[..., None] * F
             downhill = power > 0
             n_pos[act] = np.where(downhill, n_pos[act] + 1, 0)
             grow = downhill & (n_pos[act] > _N_MIN)
@@ -218,17 +232,32 @@ def neb(objective, theta, *, spring: float = 0.3, tol: float = 1e-6, max_steps: 
                                np.where(downhill, dt[act], dt[act] * _F_DEC))  # fmt: skip
             alpha[act] = np.where(grow, alpha[act] * _F_ALPHA, np.where(downhill, alpha[act], _ALPHA0))
             V[~downhill] = 0.0
-            V[np.sum(F * V, axis=2) < 0] = 0.0  # an image moving against its force stops
+            V[np.einsum("bmp,bmp->bm", F, V) < 0] = 0.0  # an image moving against its force stops
             move = dt[act, None, None] * V
-            size = np.linalg.norm(move, axis=2, keepdims=True)
-            cap = max_move[act, None, None]
-            move = np.where(size > cap, move * cap / np.maximum(size, 1e-300), move)
+            size = _norms(move)
+            cap = max_move[act, None]
+            move *= np.where(size > cap, cap / np.maximum(size, 1e-300), 1.0)[..., None]
             theta[act, 1:-1] += move
             v[act] = V
             steps[act] += 1
     theta[:, 1:-1] = prev  # the images whose energies and forces were last evaluated
     converged = (force <= tol) & (climbed | (not climb) | ~_inner_top(loss))
     return Bands(theta, loss, force, steps, converged)
+
+
+def _repick(climber, climbing, loss, act) -> None:
+    """In place: the climbing image of a band in ``act`` moves to its highest interior
+    image once that is clearly higher (by a hundredth of the climber's height above
+    the lower end) than the image climbing now."""
+    rows = act[climbing[act]]
+    if rows.size == 0:
+        return
+    inner = loss[rows, 1:-1]
+    top = np.argmax(inner, axis=1)
+    now = inner[np.arange(rows.size), climber[rows] - 1]
+    height = now - np.minimum(loss[rows, 0], loss[rows, -1])
+    move = inner[np.arange(rows.size), top] > now + 0.01 * np.abs(height)
+    climber[rows[move]] = 1 + top[move]
 
 
 def _ceiling(loss) -> np.ndarray:

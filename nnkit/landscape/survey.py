@@ -77,7 +77,7 @@ class LandscapeConfig:
     images: int = 16
     spring: float = 0.3
     neb_tol: float = 1e-6
-    neb_steps: int = 2000
+    neb_steps: int = 5000
     ts_tol: float = 1e-10
     ts_steps: int = 100
     rounds: int = 2
