@@ -202,6 +202,8 @@ def _paths(out, objective, minima, theta, ids, cfg, analysis, retrain, note):
 def _graph(out, objective, minima, theta, ids, cfg, analysis, retrain, note):
     ts = out.tables.get("transition_states")
     if ts is None:
+        note("graph: no bands, so no transition states to draw it from")
+        out.notes.append("graph: no transition states (no bands)")
         return
     lm = out.tables["minima"]
     joined = ts[(ts["minimum_a"] >= 0) & (ts["minimum_b"] >= 0)]
