@@ -256,15 +256,20 @@ def analyse_run(run: Run, overrides=(), *, scheduler: str | None = None, workers
         return _analyse_run(run, overrides, cl, progress)
 
 
-def _analyse_run(run: Run, overrides, cl, progress=None) -> pd.DataFrame:
+def _stored_points(run: Run, overrides, section: str):
+    """The sweep points and problems of the stored experiment of ``run``, with the
+    ``section.*`` settings changed by ``overrides`` (no other key may change)."""
     raw = copy.deepcopy(run.config)
     for item in overrides:
-        if not item.split("=", 1)[0].strip().startswith("analysis."):
-            raise UserError(f"--set {item}: only analysis.* settings can change on a finished run")
+        if not item.split("=", 1)[0].strip().startswith(f"{section}."):
+            raise UserError(f"--set {item}: only {section}.* settings can change on a finished run")
         config.apply_override(raw, item)
-    exp = config.from_dict(raw)
-    points = config.expand_sweep(exp)
-    problems = study.problems(points)
+    points = config.expand_sweep(config.from_dict(raw))
+    return points, study.problems(points)
+
+
+def _analyse_run(run: Run, overrides, cl, progress=None) -> pd.DataFrame:
+    points, problems = _stored_points(run, overrides, "analysis")
     with run.folder.writing():
         run.reload()  # as it is now that this process holds it
         run.check()  # every file it reads is whole before anything is written
@@ -343,14 +348,7 @@ def landscape_run(run: Run, overrides=(), *, progress: bool | None = None) -> di
 
 
 def _landscape_run(run: Run, overrides, progress=None) -> dict:
-    raw = copy.deepcopy(run.config)
-    for item in overrides:
-        if not item.split("=", 1)[0].strip().startswith("landscape."):
-            raise UserError(f"--set {item}: only landscape.* settings can change here")
-        config.apply_override(raw, item)
-    exp = config.from_dict(raw)
-    points = config.expand_sweep(exp)
-    problems = study.problems(points)
+    points, problems = _stored_points(run, overrides, "landscape")
     # the tools hand host float64 arrays to the objective: the CPU backends, compiled where they can be
     host = backends.get("numba" if backends.probe("numba").usable else "numpy")
     started = time.perf_counter()

@@ -74,13 +74,14 @@ class LandscapeConfig:
     neighbours: int = 2
     max_pairs: int = 100
     line_points: int = 33
-    images: int = 16
-    spring: float = 0.3
-    neb_tol: float = 1e-6
-    neb_steps: int = 5000
-    ts_tol: float = 1e-10
-    ts_steps: int = 100
-    rounds: int = 2
+    # the settings of the bands and transition states have their defaults in one place
+    images: int = connect.PathSettings.images
+    spring: float = connect.PathSettings.spring
+    neb_tol: float = connect.PathSettings.neb_tol
+    neb_steps: int = connect.PathSettings.neb_steps
+    ts_tol: float = connect.PathSettings.ts_tol
+    ts_steps: int = connect.PathSettings.ts_steps
+    rounds: int = connect.PathSettings.rounds
     levels: int = 20
     top: float = math.inf
     spacing: float = 0.0
