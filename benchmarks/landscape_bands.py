@@ -75,6 +75,10 @@ def main(argv=None) -> None:
     loss = runs["polished_loss"].to_numpy()[at_min]
     kind = runs["kind"].to_numpy()[at_min]
     rng = np.random.default_rng(0)
+    distinct = np.unique(ids, return_counts=True)[1]
+    possible = (len(ids) ** 2 - int(np.sum(distinct**2))) // 2  # pairs of end points at different minima
+    if possible < args.bands:
+        sys.exit(f"the study gives only {possible} pairs of end points at different minima; ask for fewer --bands")
     pairs = set()
     while len(pairs) < args.bands:
         i, j = sorted(rng.choice(len(at_min), 2, replace=False))

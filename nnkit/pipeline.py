@@ -36,6 +36,7 @@ import copy
 import dataclasses
 import functools
 import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -319,7 +320,7 @@ def _analyse(run: Run, points, problems, cl=None, progress=None) -> pd.DataFrame
     runs = runs.join(pd.concat(per_point)[list(ANALYSIS_COLUMNS)])
     minima = pd.concat(tables, ignore_index=True)
     run.folder.analysis_file.unlink(missing_ok=True)
-    run.folder.landscape_file.unlink(missing_ok=True)  # drawn between the minima about to be replaced
+    _retire_landscape(run.folder)  # drawn between the minima about to be replaced
     for p, theta in enumerate(polished):
         write_npy(run.folder.params_file(p, polished=True), theta)
     write_parquet(run.folder.minima_file, minima)
@@ -367,7 +368,8 @@ def _landscape_run(run: Run, overrides, progress=None) -> dict:
             theta = polished[[where[int(i)] for i in taken["representative"]]]
             retrain = functools.partial(_retrain, make_objective(problem, _trained_on(run)), exp_p, inits)
             found = survey.survey(objective, taken, theta, cfg, exp_p.analysis, retrain=retrain,
-                                  on_tool=lambda _: bar.update(1), on_note=bar.set_postfix_str)  # fmt: skip
+                                  on_tool=lambda _: bar.update(1), on_note=bar.set_postfix_str,
+                                  next_id=int(np.max(minima["minimum"].to_numpy(), initial=-1)) + 1)  # fmt: skip
             for name, table in found.tables.items():
                 if isinstance(table, pd.DataFrame):
                     tables.setdefault(name, []).append(table.assign(point=p)[["point", *table.columns]])
@@ -389,6 +391,16 @@ def _landscape_run(run: Run, overrides, progress=None) -> dict:
         raise Interrupted(folder.path, "landscape") from None
     run.reload()
     return summary
+
+
+def _retire_landscape(folder: RunFolder) -> None:
+    """Remove the survey of ``folder``: ``landscape.json`` first (the run then reads as
+    not surveyed), then its tables, files and figures."""
+    folder.landscape_file.unlink(missing_ok=True)
+    if folder.landscape.exists():
+        shutil.rmtree(folder.landscape)
+    for figure in folder.figures.glob("landscape-*.png"):
+        figure.unlink()
 
 
 def _trained_on(run: Run) -> backends.Backend:

@@ -259,3 +259,26 @@ def test_a_kill_at_any_instant_of_a_survey_leaves_a_whole_run(surveyed, tmp_path
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         list(pool.map(one, range(1, count + 1)))
+
+
+def test_a_survey_runs_its_tools_in_order_and_without_minima_says_so(run_copy, tmp_path):
+    """``--tools graph,paths`` draws the graph from the bands all the same; an empty
+    list is a mistake; a point without minima is noted, not a traceback; a new analysis
+    removes the survey's tables and figures."""
+    done = invoke("landscape", run_copy, "--tools", "graph,paths", "--set", "landscape.max_pairs=12", "-q")
+    assert done.exit_code == 0, done.output
+    assert (run_copy / "figures" / "landscape-disconnectivity.png").is_file()
+    assert (run_copy / "landscape" / "ts.data").is_file()
+    assert_user_error(invoke("landscape", run_copy, "--tools", ""), "landscape.tools")
+    assert invoke("minima", run_copy, "-q").exit_code == 0
+    assert not (run_copy / "landscape").exists() and not list((run_copy / "figures").glob("landscape-*"))
+
+    done = invoke("run", EXPERIMENTS / "xor.toml", "--inits", 4, "--results", tmp_path, "-q",
+                  "--set", "train.max_steps=3", "--set", "analysis.enabled=true",
+                  "--set", "analysis.polish_steps=0")  # fmt: skip
+    assert done.exit_code == 0, done.output
+    run_dir = done.output.strip().splitlines()[-1]
+    assert nnkit.load(run_dir).minima.empty
+    done = invoke("landscape", run_dir)
+    assert done.exit_code == 0, done.output
+    assert "no certified minima" in done.output

@@ -373,8 +373,8 @@ def test_insert_images_keeps_ends_and_old_images():
     np.testing.assert_array_equal(neb.insert_images(theta, loss, 5), theta)
     # the band's length is unchanged: midpoints lie on the segments
     long = neb.insert_images(theta, loss, 13)
-    np.testing.assert_allclose(neb.Bands(long, np.zeros((2, 13)), 0, 0, 0).arc_length()[:, -1],
-                               neb.Bands(theta, loss, 0, 0, 0).arc_length()[:, -1], rtol=1e-13)  # fmt: skip
+    np.testing.assert_allclose(neb.Bands(long, np.zeros((2, 13)), 0, 0, 0, 0).arc_length()[:, -1],
+                               neb.Bands(theta, loss, 0, 0, 0, 0).arc_length()[:, -1], rtol=1e-13)  # fmt: skip
 
 
 # -- barriers on real networks -----------------------------------------------------------------
@@ -639,3 +639,21 @@ def test_connect_queues_minima_reached_from_every_top(monkeypatch):
     second = res.paths[res.paths["round"] == 1][["minimum_a", "minimum_b"]].drop_duplicates()
     got = {frozenset(p) for p in second.to_numpy()}
     assert got == {frozenset(p) for p in ((0, 4), (4, 3), (0, 5), (5, 3))}, got
+
+
+def test_the_kink_switch_straightens_a_fold_fully():
+    """At a fold sharper than a right angle the whole spring force across the band acts
+    (Jonsson, Mills & Jacobsen's switch is 1 there), on a straight band none of it."""
+    theta = np.array([[[0.0, 0.0], [1.0, 0.0], [0.2, 0.5]]])  # the segments meet at about 150 degrees
+    loss = np.array([[0.0, 1.0, 0.5]])
+    grad = np.zeros((1, 1, 2))
+    k = np.array([2.0])
+    F = neb.forces(theta, loss, grad, k, np.array([False]))[0, 0]
+    up, down = theta[0, 2] - theta[0, 1], theta[0, 1] - theta[0, 0]
+    tau = neb.tangents(theta, loss)[0, 0]
+    full = k[0] * (up - down)
+    along = k[0] * (np.linalg.norm(up) - np.linalg.norm(down)) * tau
+    np.testing.assert_allclose(F, along + full - (full @ tau) * tau, rtol=1e-13, atol=1e-15)
+    straight = np.array([[[0.0, 0.0], [1.0, 0.0], [3.0, 0.0]]])
+    F = neb.forces(straight, loss, grad, k, np.array([False]))[0, 0]
+    np.testing.assert_allclose(F, [2.0 * (2.0 - 1.0), 0.0], atol=1e-15)  # the spring along the band only

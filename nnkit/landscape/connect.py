@@ -31,9 +31,10 @@ MINIMUM_KINDS = ("strict minimum", "degenerate minimum")
 class PathSettings:
     """What :func:`connect` does: bands of ``images`` images (``spring``, FIRE to a
     largest force of ``neb_tol`` in at most ``neb_steps`` steps), transition states
-    refined to a gradient norm of ``ts_tol`` (at most ``ts_steps`` steps), eigenvalues
-    within ``eig_tol`` of the largest counting as zero, minima told apart by
-    ``loss_tol`` and ``distance_tol`` (as in the analysis), ``rounds`` rounds."""
+    refined to a gradient norm of ``ts_tol`` (at most ``ts_steps`` steps), the minima
+    found on the way to ``min_tol`` (the analysis' ``grad_tol``), eigenvalues within
+    ``eig_tol`` of the largest counting as zero, minima told apart by ``loss_tol`` and
+    ``distance_tol`` (as in the analysis), ``rounds`` rounds."""
 
     images: int = 16
     spring: float = 0.3
@@ -41,6 +42,7 @@ class PathSettings:
     neb_steps: int = 5000
     ts_tol: float = 1e-10
     ts_steps: int = 100
+    min_tol: float = 1e-10
     eig_tol: float = 1e-7
     loss_tol: float = 1e-8
     distance_tol: float = 1e-4
@@ -63,7 +65,8 @@ class Connections:
 class _Minima:
     """The growing list of minima: parameters, losses, ids, kinds, how found."""
 
-    def __init__(self, theta, loss, ids, kind):
+    def __init__(self, theta, loss, ids, kind, next_id=0):
+        self.next_id = max(int(next_id), int(np.max(ids, initial=-1)) + 1)
         self.theta = list(np.asarray(theta, float))
         self.loss = list(np.asarray(loss, float))
         self.ids = list(np.asarray(ids, np.int64))
@@ -82,7 +85,8 @@ class _Minima:
             return int(row)
         self.theta.append(np.asarray(theta, float))
         self.loss.append(float(loss))
-        self.ids.append(max(self.ids, default=-1) + 1)
+        self.ids.append(self.next_id)
+        self.next_id += 1
         self.kind.append(kind)
         self.found_by.append("path")
         return len(self.ids) - 1
@@ -95,22 +99,26 @@ class _Minima:
 def _settle(objective, theta, settings):
     """Carry ``theta (R, P)`` downhill to minima: ``(theta, loss, kind)``."""
     went = descend(objective, theta, 1e-8, 300)
-    done = polish(objective, went.theta, settings.ts_tol, 50)
+    done = polish(objective, went.theta, settings.min_tol, 50)
     e = eigh(objective.hessian(done.theta), vectors=False)
     finite = np.isfinite(e).all(axis=1)
-    kinds = classify(np.nan_to_num(e, nan=0.0), np.where(finite, done.grad_norm, np.inf), settings.ts_tol,
+    kinds = classify(np.nan_to_num(e, nan=0.0), np.where(finite, done.grad_norm, np.inf), settings.min_tol,
                      settings.eig_tol)["kind"]  # fmt: skip
     return done.theta, done.loss, kinds
 
 
 def connect(objective, theta, loss, ids, kind, pair, settings: PathSettings = PathSettings(),
-            on_band=None) -> Connections:  # fmt: skip
+            on_band=None, next_id=0) -> Connections:  # fmt: skip
     """Connect the pairs ``pair (M, 2)`` (rows of the minima ``theta (N, P)`` with
     losses ``loss (N,)``, ids ``ids (N,)`` and kinds ``kind (N,)``), host float64.
 
-    ``on_band(k)`` is called as ``k`` more bands are done (progress)."""
+    Descents go down from the certified transition states only; a minimum they (or a
+    dip) reach that is not among the known ones gets the id ``next_id`` or the next
+    one up (at least one above ``ids``), and only such new minima are connected to the
+    ends of their band in the next round. ``on_band(k)`` is called as ``k`` more bands
+    are done (progress)."""
     model = objective.model
-    known = _Minima(theta, loss, ids, kind)
+    known = _Minima(theta, loss, ids, kind, next_id)
     queue = [tuple(p) for p in np.asarray(pair, dtype=np.int64).reshape(-1, 2)]
     done_pairs = {frozenset(p) for p in queue}
     ts_rows, path_rows, saddles_found = [], [], []
@@ -131,8 +139,11 @@ def connect(objective, theta, loss, ids, kind, pair, settings: PathSettings = Pa
             image_of = np.concatenate(tops).astype(np.int64)
             saddles = transition.refine(objective, bands.theta[band_of, image_of], settings.ts_tol,
                                         settings.ts_steps, settings.eig_tol)  # fmt: skip
-            ends = transition.sides(objective, saddles, grad_tol=settings.ts_tol, eig_tol=settings.eig_tol)
+            sure = np.flatnonzero(saddles.certified)
+            ends = transition.sides(objective, saddles.take(sure), grad_tol=settings.min_tol, eig_tol=settings.eig_tol)
+            side_of = {int(c): z for z, c in enumerate(sure)}
             dips = neb.interior_minima(bands.loss)
+            first_new = len(known.ids)  # the rows of minima found in this round start here
             for r, (i, j) in enumerate(todo):
                 for m in range(bands.theta.shape[1]):
                     path_rows.append({
@@ -142,18 +153,17 @@ def connect(objective, theta, loss, ids, kind, pair, settings: PathSettings = Pa
                         "neb_steps": int(bands.steps[r]), "theta": bands.theta[r, m].tolist(),
                     })  # fmt: skip
                 found = []
-                for c in np.flatnonzero(band_of == r):
-                    sides = [known.find_or_add(model, ends.theta[c, q], ends.loss[c, q], ends.kind[c, q], settings)
+                for c in np.flatnonzero((band_of == r) & saddles.certified):
+                    z = side_of[int(c)]
+                    sides = [known.find_or_add(model, ends.theta[z, q], ends.loss[z, q], ends.kind[z, q], settings)
                              for q in (0, 1)]  # fmt: skip
-                    if saddles.certified[c]:
-                        ts_rows.append(_ts_row(saddles, c, band_id + r, known, sides, (i, j), s[r, -1]))
-                        saddles_found.append(saddles.theta[c])
-                    found += [q for q in sides if q >= 0 and q not in (i, j)]
+                    ts_rows.append(_ts_row(saddles, c, band_id + r, known, sides, (i, j), s[r, -1]))
+                    saddles_found.append(saddles.theta[c])
+                    found += sides
                 if dips[r].size:  # a dip in the profile: a minimum on the way?
                     th, lo, kd = _settle(objective, bands.theta[r, dips[r]], settings)
-                    found += [q for q in (known.find_or_add(model, th[z], lo[z], kd[z], settings)
-                                          for z in range(len(dips[r]))) if q >= 0 and q not in (i, j)]  # fmt: skip
-                for q in dict.fromkeys(found):
+                    found += [known.find_or_add(model, th[z], lo[z], kd[z], settings) for z in range(len(dips[r]))]
+                for q in dict.fromkeys(q for q in found if q >= first_new):  # new minima only
                     for p in ((i, q), (q, j)):
                         if frozenset(p) not in done_pairs and p[0] != p[1]:
                             done_pairs.add(frozenset(p))

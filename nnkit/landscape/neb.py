@@ -44,17 +44,15 @@ class Bands:
     """``theta (B, M, P)`` the images, ``loss (B, M)``, ``force (B,)`` the largest NEB
     force of an interior image, ``steps (B,)`` FIRE steps taken, ``converged (B,)``
     (force at most the tolerance, with the climbing image on when asked),
-    ``climbing (B,)`` the index of the highest interior image."""
+    ``climbing (B,)`` the index of the image that climbed (of the highest interior
+    image where none did)."""
 
     theta: np.ndarray
     loss: np.ndarray
     force: np.ndarray
     steps: np.ndarray
     converged: np.ndarray
-
-    @property
-    def climbing(self) -> np.ndarray:
-        return 1 + np.argmax(self.loss[:, 1:-1], axis=1)
+    climbing: np.ndarray
 
     def arc_length(self) -> np.ndarray:
         """Cumulative length along each band ``(B, M)``, 0 at the first minimum."""
@@ -107,9 +105,9 @@ def forces(theta, loss, grad, k, climb, climber=None) -> np.ndarray:
     kk = k[:, None, None]
     # along the band, the springs; where it kinks, part of the full spring force across it
     # straightens it out (Jonsson, Mills & Jacobsen 1998): the switch is 0 on a straight band,
-    # 1 at a right angle
+    # 1 at a right angle and sharper folds
     cos = np.einsum("bmp,bmp->bm", up, down) / np.maximum(n_up * n_down, 1e-300)
-    switch = 0.5 * (1.0 + np.cos(np.pi * np.clip(cos, -1.0, 1.0)))[..., None]
+    switch = 0.5 * (1.0 + np.cos(np.pi * np.clip(cos, 0.0, 1.0)))[..., None]  # 1 from a right angle on
     full = kk * (up - down)
     full_par = np.einsum("bmp,bmp->bm", full, tau)[..., None]
     along = kk * (n_up - n_down)[..., None]
@@ -184,7 +182,7 @@ def neb(objective, theta, *, spring: float = 0.3, tol: float = 1e-6, max_steps: 
     ceiling = None if ceiling is None else np.broadcast_to(np.asarray(ceiling, float), (B,)).copy()
     with np.errstate(all="ignore"):
         for _ in range(max_steps + 1):
-            act = np.flatnonzero(~done & (steps <= max_steps))
+            act = np.flatnonzero(~done)
             if act.size == 0:
                 break
             inner, grad = _values(objective, theta[act, 1:-1], rows)
@@ -215,8 +213,10 @@ def neb(objective, theta, *, spring: float = 0.3, tol: float = 1e-6, max_steps: 
                 # would otherwise take turns, and neither would converge
                 climber[act[start]] = 1 + np.argmax(loss[act[start], 1:-1], axis=1)
             ok = (norm <= tol) & (climbed[act] | (not climb) | ~_inner_top(loss[act]))
-            done[act[ok]] = True
-            act, F, f_norm = act[~ok], F[~ok], f_norm[~ok]
+            spent = ~ok & (steps[act] >= max_steps)  # the last evaluation is of the last step's images
+            done[act[ok | spent]] = True
+            go = ~(ok | spent)
+            act, F, f_norm = act[go], F[go], f_norm[go]
             if act.size == 0:
                 continue
             # FIRE: velocity Verlet with the velocity turned towards the force
@@ -242,7 +242,8 @@ def neb(objective, theta, *, spring: float = 0.3, tol: float = 1e-6, max_steps: 
             steps[act] += 1
     theta[:, 1:-1] = prev  # the images whose energies and forces were last evaluated
     converged = (force <= tol) & (climbed | (not climb) | ~_inner_top(loss))
-    return Bands(theta, loss, force, steps, converged)
+    climbing = np.where(climbed, climber, 1 + np.argmax(loss[:, 1:-1], axis=1))
+    return Bands(theta, loss, force, steps, converged, climbing)
 
 
 def _repick(climber, climbing, loss, act) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..core import validate
-from ..errors import ConfigError
+from ..errors import ConfigError, UserError
 from . import barriers, connect, disconnectivity, pathsample, slices, spectral, trajectory
 from .eigensteps import eigh
 
@@ -106,6 +106,8 @@ class LandscapeConfig:
             slice_span="> 0", trajectory_inits=">= 1", trajectory_points=">= 3", density_minima=">= 1",
             density_steps=">= 2", density_probes=">= 1", seed=">= 0",
         )  # fmt: skip
+        if not self.tools:
+            raise ConfigError(f"landscape.tools is empty (name at least one of: {', '.join(TOOLS)})")
         if "graph" in self.tools and "paths" not in self.tools:
             raise ConfigError("landscape.tools: 'graph' needs 'paths' (the transition states it is drawn from)")
         if len(set(self.tools)) != len(self.tools):
@@ -114,7 +116,8 @@ class LandscapeConfig:
     def path_settings(self, analysis) -> connect.PathSettings:
         return connect.PathSettings(
             images=self.images, spring=self.spring, neb_tol=self.neb_tol, neb_steps=self.neb_steps,
-            ts_tol=self.ts_tol, ts_steps=self.ts_steps, eig_tol=analysis.eig_tol, loss_tol=analysis.loss_tol,
+            ts_tol=self.ts_tol, ts_steps=self.ts_steps, min_tol=analysis.grad_tol, eig_tol=analysis.eig_tol,
+            loss_tol=analysis.loss_tol,
             distance_tol=analysis.distance_tol, rounds=self.rounds,
         )  # fmt: skip
 
@@ -142,30 +145,39 @@ def chosen(minima: pd.DataFrame, cfg: LandscapeConfig) -> pd.DataFrame:
 
 
 def survey(objective, minima: pd.DataFrame, theta, cfg: LandscapeConfig, analysis, *, retrain=None,
-           on_tool=None, on_note=None) -> Survey:  # fmt: skip
+           on_tool=None, on_note=None, next_id=0) -> Survey:  # fmt: skip
     """Every tool of ``cfg.tools`` for the ``minima`` of one point (the rows of the
     analysis' minima table that :func:`chosen` picked, columns ``minimum``, ``loss``,
-    ``count``, ``kind``) with parameters ``theta (N, P)`` (host float64, row for row).
+    ``count``, ``kind``) with parameters ``theta (N, P)`` (host float64, row for row);
+    minima found on the way are numbered from ``next_id`` (one above every id of the
+    point's analysis, taken or not).
 
     ``analysis`` is the point's :class:`~nnkit.landscape.minima.AnalysisConfig` (its
     tolerances tell minima apart); ``retrain(count, points) -> (inits (R,), paths (R,
     T, P))`` retrains inits recording their paths (for ``trajectories``);
     ``on_tool(name)`` is called as each tool is done, ``on_note(text)`` as a long one
-    moves on (progress)."""
+    moves on (progress). The tools run in the order of :data:`TOOLS`; minimum ids that
+    the settings name (``reference``, ``slice_minimum``) are checked first."""
     out = Survey()
     theta = np.asarray(theta, dtype=np.float64)
+    minima = minima.reset_index(drop=True)  # rows are positions into theta from here on
     ids = minima["minimum"].to_numpy()
-    for tool in cfg.tools:
+    if minima.empty:
+        out.notes.append("no certified minima: nothing to survey")
+        return out
+    _check_ids(minima, cfg)  # before any tool has spent its time
+    for tool in (t for t in TOOLS if t in cfg.tools):  # paths before graph, whatever order they are given in
         started = time.perf_counter()
         with np.errstate(all="ignore"):
-            _TOOLS[tool](out, objective, minima, theta, ids, cfg, analysis, retrain, on_note or (lambda text: None))
+            _TOOLS[tool](out, objective, minima, theta, ids, cfg, analysis, retrain, on_note or (lambda text: None),
+                         next_id)  # fmt: skip
         out.seconds[tool] = round(time.perf_counter() - started, 3)
         if on_tool is not None:
             on_tool(tool)
     return out
 
 
-def _barriers(out, objective, minima, theta, ids, cfg, analysis, retrain, note):
+def _barriers(out, objective, minima, theta, ids, cfg, analysis, retrain, note, next_id):
     pair = barriers.pairs(objective.model, theta, cfg.pairs, cfg.neighbours, cfg.max_pairs)
     out.tables["pairs"] = pair
     if not len(pair):
@@ -176,7 +188,7 @@ def _barriers(out, objective, minima, theta, ids, cfg, analysis, retrain, note):
     out.figures["barriers"] = _profiles(table)
 
 
-def _paths(out, objective, minima, theta, ids, cfg, analysis, retrain, note):
+def _paths(out, objective, minima, theta, ids, cfg, analysis, retrain, note, next_id):
     pair = out.tables.get("pairs")
     if pair is None:
         pair = barriers.pairs(objective.model, theta, cfg.pairs, cfg.neighbours, cfg.max_pairs)
@@ -191,7 +203,7 @@ def _paths(out, objective, minima, theta, ids, cfg, analysis, retrain, note):
 
     note(f"paths: {len(pair)} bands of {cfg.images} images")
     found = connect.connect(objective, theta, minima["loss"].to_numpy(), ids, minima["kind"].to_numpy(), pair,
-                            cfg.path_settings(analysis), on_band=on_round)  # fmt: skip
+                            cfg.path_settings(analysis), on_band=on_round, next_id=next_id)  # fmt: skip
     out.tables["transition_states"] = found.transition_states
     out.tables["paths"] = found.paths
     out.tables["minima"] = found.minima
@@ -200,7 +212,7 @@ def _paths(out, objective, minima, theta, ids, cfg, analysis, retrain, note):
         out.figures["barriers"] = _profiles(out.tables["barriers"], found.paths)
 
 
-def _graph(out, objective, minima, theta, ids, cfg, analysis, retrain, note):
+def _graph(out, objective, minima, theta, ids, cfg, analysis, retrain, note, next_id):
     ts = out.tables.get("transition_states")
     if ts is None:
         note("graph: no bands, so no transition states to draw it from")
@@ -223,20 +235,21 @@ def _graph(out, objective, minima, theta, ids, cfg, analysis, retrain, note):
         out.notes.append("graph: no transition state joins two different minima")
         return
     reference = int(lm["minimum"].iloc[int(np.argmin(lm["loss"].to_numpy()))]) if cfg.reference < 0 else cfg.reference
-    if reference not in row:
-        raise ConfigError(f"landscape.reference = {cfg.reference} is not a minimum of the landscape "
-                          f"(its minima: {', '.join(map(str, lm['minimum']))})")  # fmt: skip
-    tree = disconnectivity.from_tables(
-        lm, between, reference=reference, min_connections=cfg.min_connections,
-        first=None if math.isinf(cfg.top) else cfg.top, spacing=cfg.spacing or None, count=cfg.levels,
-    )  # fmt: skip
+    try:
+        tree = disconnectivity.from_tables(
+            lm, between, reference=reference, min_connections=cfg.min_connections,
+            first=None if math.isinf(cfg.top) else cfg.top, spacing=cfg.spacing or None, count=cfg.levels,
+        )  # fmt: skip
+    except UserError as exc:  # the bands are not lost for a graph that cannot be drawn
+        out.notes.append(f"graph: not drawn from minimum {reference}: {exc}")
+        return
     fig = disconnectivity.figure(tree, labels=lm["minimum"].tolist())
-    fig.axes[0].set_title(f"disconnectivity graph: {len(tree.leaves())} minima joined by {len(between)} transition "
-                          f"states (leaves: minimum ids)", fontsize=9)  # fmt: skip
+    fig.axes[0].set_title(f"disconnectivity graph of {len(tree.leaves())} minima around minimum {reference} "
+                          f"(leaves: minimum ids)", fontsize=9)  # fmt: skip
     out.figures["disconnectivity"] = fig
 
 
-def _slices(out, objective, minima, theta, ids, cfg, analysis, retrain, note):
+def _slices(out, objective, minima, theta, ids, cfg, analysis, retrain, note, next_id):
     rng = np.random.default_rng(cfg.seed)
     grid = np.linspace(-cfg.slice_span, cfg.slice_span, cfg.slice_points)
     at = _row(minima, cfg.slice_minimum)
@@ -245,7 +258,7 @@ def _slices(out, objective, minima, theta, ids, cfg, analysis, retrain, note):
         if len(theta) < 3:
             out.notes.append("slices: the plane through minima needs three; none drawn")
             return
-        top = minima.sort_values(["count", "loss"], ascending=[False, True], kind="stable").index[:3].to_numpy()
+        top = _frequent(minima)[:3]
         aligned = np.concatenate([theta[top[:1]], barriers.align_pairs(objective.model, theta, [[top[0], top[1]],
                                                                                          [top[0], top[2]]])[1]])  # fmt: skip
         plane = slices.through(aligned)
@@ -267,7 +280,7 @@ def _slices(out, objective, minima, theta, ids, cfg, analysis, retrain, note):
     out.figures["slice"] = slices.contour(grid, grid, losses, points=points, point_labels=labels, title=title)
 
 
-def _trajectories(out, objective, minima, theta, ids, cfg, analysis, retrain, note):
+def _trajectories(out, objective, minima, theta, ids, cfg, analysis, retrain, note, next_id):
     if retrain is None:
         out.notes.append("trajectories: no way to retrain inits here")
         return
@@ -281,16 +294,15 @@ def _trajectories(out, objective, minima, theta, ids, cfg, analysis, retrain, no
             rows.append({"init": int(init), "point_index": t, "loss": value, "pc1": c[0], "pc2": c[1],
                          "explained_1": fit.explained[0], "explained_2": fit.explained[1]})  # fmt: skip
     out.tables["trajectories"] = pd.DataFrame(rows)
-    first = paths[0][np.isfinite(paths[0]).all(axis=1)]
-    fit = trajectory.pca(first)
+    fit = trajectory.pca(paths[0][np.isfinite(paths[0]).all(axis=1)])
     plane = trajectory.plane_losses(objective, fit.centre, fit.components, fit.coords, size=cfg.slice_points)
     out.figures["trajectory"] = trajectory.figure(plane.alpha, plane.beta, plane.losses, fit.coords, fit.explained,
                                                   title=f"training path of init {int(inits[0])}")  # fmt: skip
 
 
-def _density(out, objective, minima, theta, ids, cfg, analysis, retrain, note):
-    top = minima.sort_values(["count", "loss"], ascending=[False, True], kind="stable").index[: cfg.density_minima]
-    at = theta[top.to_numpy()]
+def _density(out, objective, minima, theta, ids, cfg, analysis, retrain, note, next_id):
+    top = _frequent(minima)[: cfg.density_minima]
+    at = theta[top]
     found = spectral.slq(objective, at, steps=cfg.density_steps, probes=cfg.density_probes,
                          rng=np.random.default_rng(cfg.seed))  # fmt: skip
     rows = [{"minimum": ids[k], "node": n, "weight": w} for r, k in enumerate(top)
@@ -312,15 +324,27 @@ _TOOLS = {
 }  # fmt: skip
 
 
+def _frequent(minima) -> np.ndarray:
+    """Row positions of ``minima``, most frequent first (ties: lower loss first)."""
+    return np.lexsort((minima["loss"].to_numpy(), -minima["count"].to_numpy()))
+
+
 def _row(minima, minimum: int) -> int:
     """The row of minimum id ``minimum`` (-1: the most frequent)."""
     if minimum < 0:
-        return int(minima.sort_values(["count", "loss"], ascending=[False, True], kind="stable").index[0])
-    where = np.flatnonzero(minima["minimum"].to_numpy() == minimum)
-    if not where.size:
-        raise ConfigError(f"landscape.slice_minimum = {minimum} is not among the minima taken "
-                          f"({', '.join(map(str, minima['minimum']))})")  # fmt: skip
-    return int(where[0])
+        return int(_frequent(minima)[0])
+    return int(np.flatnonzero(minima["minimum"].to_numpy() == minimum)[0])
+
+
+def _check_ids(minima, cfg) -> None:
+    """:class:`ConfigError` for a minimum id of the settings that is not among ``minima``."""
+    taken = set(minima["minimum"].tolist())
+    named = [("slice_minimum", cfg.slice_minimum, "slices" in cfg.tools and cfg.slice != "minima"),
+             ("reference", cfg.reference, "graph" in cfg.tools)]  # fmt: skip
+    for key, value, used in named:
+        if used and value >= 0 and value not in taken:
+            raise ConfigError(f"landscape.{key} = {value} is not among the minima taken "
+                              f"({', '.join(map(str, sorted(taken)))}; see landscape.max_minima)")  # fmt: skip
 
 
 def _profiles(table: pd.DataFrame, paths: pd.DataFrame | None = None):

@@ -20,6 +20,7 @@ eigenvector and go downhill (:func:`nnkit.landscape.descent.descend`, then polis
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,6 +49,10 @@ class Saddles:
     index: np.ndarray
     certified: np.ndarray
     mode: np.ndarray
+
+    def take(self, rows) -> Saddles:
+        """The saddles of ``rows`` only."""
+        return Saddles(*(getattr(self, f.name)[rows] for f in dataclasses.fields(self)))
 
 
 def _coefficients(e, mu):
@@ -122,11 +127,12 @@ def match(model, known, known_loss, theta, loss, loss_tol: float = 1e-8, distanc
     """Which of the minima ``known (N, P)`` (losses ``known_loss (N,)``) each row of
     ``theta (R, P)`` is: ``(R,)`` row indices into ``known``, -1 for none.
 
-    As the analysis groups minima (:func:`nnkit.landscape.minima.greedy`): the same loss
-    within ``loss_tol`` (relative to ``max(1, |loss|)``) and, after aligning the known
-    minimum's symmetric copy onto the point, a distance at most ``distance_tol``
-    relative to ``max(1, |theta|)``; two degenerate minima (``known_flat``, ``flat``)
-    need only the same loss."""
+    With the analysis' tolerances, but by alignment rather than canonical forms (the
+    analysis compares :func:`~nnkit.landscape.symmetry.canonical` forms, which jump where
+    two units nearly tie; alignment does not): the same loss within ``loss_tol``
+    (relative to ``max(1, |loss|)``) and, after aligning the known minimum's symmetric
+    copy onto the point, a distance at most ``distance_tol`` relative to ``max(1,
+    |theta|)``; two degenerate minima (``known_flat``, ``flat``) need only the same loss."""
     known, theta = np.asarray(known, float), np.asarray(theta, float)
     N, R = known.shape[0], theta.shape[0]
     known_flat = np.zeros(N, bool) if known_flat is None else np.asarray(known_flat, bool)

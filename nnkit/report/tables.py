@@ -159,9 +159,9 @@ def analysis_diagnosis(runs: pd.DataFrame, settings: list[dict], sweep_keys) -> 
 def landscape(found: dict, summary: dict, sweep_keys, runs: pd.DataFrame) -> pd.DataFrame:
     """Per sweep point of a landscape survey: the pairs of minima and the median and
     largest straight-line barrier, the bands relaxed (and converged), the distinct
-    transition states (and how many join two different minima), the lowest
-    transition state's barrier above the lower of its minima, and the minima found
-    on the way."""
+    transition states (and how many join two different minima), ``ts_barrier_min``:
+    the smallest height of a transition state above the higher of its two minima (the
+    easiest escape over any of them), and the minima found on the way."""
     rows = []
     for p, entry in enumerate(summary.get("points", [])):
         row = {"point": p}
