@@ -369,7 +369,8 @@ def _landscape_run(run: Run, overrides, progress=None) -> dict:
             retrain = functools.partial(_retrain, make_objective(problem, _trained_on(run)), exp_p, inits)
             found = survey.survey(objective, taken, theta, cfg, exp_p.analysis, retrain=retrain,
                                   on_tool=lambda _: bar.update(1), on_note=bar.set_postfix_str,
-                                  next_id=int(np.max(minima["minimum"].to_numpy(), initial=-1)) + 1)  # fmt: skip
+                                  next_id=int(np.max(minima["minimum"].to_numpy(), initial=-1)) + 1,
+                                  hessian_rows=rows_per_slice(problem.model, problem.data.n, exp_p.run.memory_mb))  # fmt: skip
             for name, table in found.tables.items():
                 if isinstance(table, pd.DataFrame):
                     tables.setdefault(name, []).append(table.assign(point=p)[["point", *table.columns]])

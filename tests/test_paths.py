@@ -183,6 +183,10 @@ def test_refine_from_a_rough_start(mb):
     assert saddle.certified.all() and (saddle.steps > 0).all() and (saddle.grad_norm <= 1e-10).all()
     assert list(saddle.index) == [1, 1]
     np.testing.assert_allclose(saddle.theta, np.stack([SADDLE_AC, SADDLE_CB]), atol=2e-3)
+    one_at_a_time = transition.refine(objective, np.stack([SADDLE_AC, SADDLE_CB]) + 0.03, rows=1)
+    np.testing.assert_array_equal(one_at_a_time.theta, saddle.theta)
+    both = transition.sides(objective, saddle)
+    np.testing.assert_array_equal(transition.sides(objective, saddle, rows=2).theta, both.theta)
 
 
 def test_bands_batched_are_the_bands_alone(mb):

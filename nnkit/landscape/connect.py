@@ -34,7 +34,8 @@ class PathSettings:
     refined to a gradient norm of ``ts_tol`` (at most ``ts_steps`` steps), the minima
     found on the way to ``min_tol`` (the analysis' ``grad_tol``), eigenvalues within
     ``eig_tol`` of the largest counting as zero, minima told apart by ``loss_tol`` and
-    ``distance_tol`` (as in the analysis), ``rounds`` rounds."""
+    ``distance_tol`` (as in the analysis), ``rounds`` rounds; the exact Hessians of at
+    most ``rows`` points at a time (0: all)."""
 
     images: int = 16
     spring: float = 0.3
@@ -47,6 +48,7 @@ class PathSettings:
     loss_tol: float = 1e-8
     distance_tol: float = 1e-4
     rounds: int = 2
+    rows: int = 0
 
 
 @dataclass
@@ -137,10 +139,12 @@ def connect(objective, theta, loss, ids, kind, pair, settings: PathSettings = Pa
             tops = neb.interior_maxima(bands.loss)
             band_of = np.concatenate([np.full(t.size, r) for r, t in enumerate(tops)]).astype(np.int64)
             image_of = np.concatenate(tops).astype(np.int64)
+            rows = settings.rows or None
             saddles = transition.refine(objective, bands.theta[band_of, image_of], settings.ts_tol,
-                                        settings.ts_steps, settings.eig_tol)  # fmt: skip
+                                        settings.ts_steps, settings.eig_tol, rows)  # fmt: skip
             sure = np.flatnonzero(saddles.certified)
-            ends = transition.sides(objective, saddles.take(sure), grad_tol=settings.min_tol, eig_tol=settings.eig_tol)
+            ends = transition.sides(objective, saddles.take(sure), grad_tol=settings.min_tol, eig_tol=settings.eig_tol,
+                                    rows=rows)  # fmt: skip
             side_of = {int(c): z for z, c in enumerate(sure)}
             dips = neb.interior_minima(bands.loss)
             first_new = len(known.ids)  # the rows of minima found in this round start here

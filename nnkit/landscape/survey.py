@@ -113,8 +113,8 @@ class LandscapeConfig:
         if len(set(self.tools)) != len(self.tools):
             raise ConfigError(f"landscape.tools = {list(self.tools)} names a tool twice")
 
-    def path_settings(self, analysis) -> connect.PathSettings:
-        return connect.PathSettings(
+    def path_settings(self, analysis, rows: int = 0) -> connect.PathSettings:
+        return connect.PathSettings(rows=rows,
             images=self.images, spring=self.spring, neb_tol=self.neb_tol, neb_steps=self.neb_steps,
             ts_tol=self.ts_tol, ts_steps=self.ts_steps, min_tol=analysis.grad_tol, eig_tol=analysis.eig_tol,
             loss_tol=analysis.loss_tol,
@@ -145,12 +145,13 @@ def chosen(minima: pd.DataFrame, cfg: LandscapeConfig) -> pd.DataFrame:
 
 
 def survey(objective, minima: pd.DataFrame, theta, cfg: LandscapeConfig, analysis, *, retrain=None,
-           on_tool=None, on_note=None, next_id=0) -> Survey:  # fmt: skip
+           on_tool=None, on_note=None, next_id=0, hessian_rows=0) -> Survey:  # fmt: skip
     """Every tool of ``cfg.tools`` for the ``minima`` of one point (the rows of the
     analysis' minima table that :func:`chosen` picked, columns ``minimum``, ``loss``,
     ``count``, ``kind``) with parameters ``theta (N, P)`` (host float64, row for row);
     minima found on the way are numbered from ``next_id`` (one above every id of the
-    point's analysis, taken or not).
+    point's analysis, taken or not); exact Hessians are taken ``hessian_rows`` points
+    at a time (0: all at once).
 
     ``analysis`` is the point's :class:`~nnkit.landscape.minima.AnalysisConfig` (its
     tolerances tell minima apart); ``retrain(count, points) -> (inits (R,), paths (R,
@@ -170,14 +171,14 @@ def survey(objective, minima: pd.DataFrame, theta, cfg: LandscapeConfig, analysi
         started = time.perf_counter()
         with np.errstate(all="ignore"):
             _TOOLS[tool](out, objective, minima, theta, ids, cfg, analysis, retrain, on_note or (lambda text: None),
-                         next_id)  # fmt: skip
+                         (next_id, hessian_rows))  # fmt: skip
         out.seconds[tool] = round(time.perf_counter() - started, 3)
         if on_tool is not None:
             on_tool(tool)
     return out
 
 
-def _barriers(out, objective, minima, theta, ids, cfg, analysis, retrain, note, next_id):
+def _barriers(out, objective, minima, theta, ids, cfg, analysis, retrain, note, numbering):
     pair = barriers.pairs(objective.model, theta, cfg.pairs, cfg.neighbours, cfg.max_pairs)
     out.tables["pairs"] = pair
     if not len(pair):
@@ -188,7 +189,7 @@ def _barriers(out, objective, minima, theta, ids, cfg, analysis, retrain, note, 
     out.figures["barriers"] = _profiles(table)
 
 
-def _paths(out, objective, minima, theta, ids, cfg, analysis, retrain, note, next_id):
+def _paths(out, objective, minima, theta, ids, cfg, analysis, retrain, note, numbering):
     pair = out.tables.get("pairs")
     if pair is None:
         pair = barriers.pairs(objective.model, theta, cfg.pairs, cfg.neighbours, cfg.max_pairs)
@@ -203,7 +204,7 @@ def _paths(out, objective, minima, theta, ids, cfg, analysis, retrain, note, nex
 
     note(f"paths: {len(pair)} bands of {cfg.images} images")
     found = connect.connect(objective, theta, minima["loss"].to_numpy(), ids, minima["kind"].to_numpy(), pair,
-                            cfg.path_settings(analysis), on_band=on_round, next_id=next_id)  # fmt: skip
+                            cfg.path_settings(analysis, numbering[1]), on_band=on_round, next_id=numbering[0])  # fmt: skip
     out.tables["transition_states"] = found.transition_states
     out.tables["paths"] = found.paths
     out.tables["minima"] = found.minima
@@ -212,7 +213,7 @@ def _paths(out, objective, minima, theta, ids, cfg, analysis, retrain, note, nex
         out.figures["barriers"] = _profiles(out.tables["barriers"], found.paths)
 
 
-def _graph(out, objective, minima, theta, ids, cfg, analysis, retrain, note, next_id):
+def _graph(out, objective, minima, theta, ids, cfg, analysis, retrain, note, numbering):
     ts = out.tables.get("transition_states")
     if ts is None:
         note("graph: no bands, so no transition states to draw it from")
@@ -249,7 +250,7 @@ def _graph(out, objective, minima, theta, ids, cfg, analysis, retrain, note, nex
     out.figures["disconnectivity"] = fig
 
 
-def _slices(out, objective, minima, theta, ids, cfg, analysis, retrain, note, next_id):
+def _slices(out, objective, minima, theta, ids, cfg, analysis, retrain, note, numbering):
     rng = np.random.default_rng(cfg.seed)
     grid = np.linspace(-cfg.slice_span, cfg.slice_span, cfg.slice_points)
     at = _row(minima, cfg.slice_minimum)
@@ -280,7 +281,7 @@ def _slices(out, objective, minima, theta, ids, cfg, analysis, retrain, note, ne
     out.figures["slice"] = slices.contour(grid, grid, losses, points=points, point_labels=labels, title=title)
 
 
-def _trajectories(out, objective, minima, theta, ids, cfg, analysis, retrain, note, next_id):
+def _trajectories(out, objective, minima, theta, ids, cfg, analysis, retrain, note, numbering):
     if retrain is None:
         out.notes.append("trajectories: no way to retrain inits here")
         return
@@ -300,7 +301,7 @@ def _trajectories(out, objective, minima, theta, ids, cfg, analysis, retrain, no
                                                   title=f"training path of init {int(inits[0])}")  # fmt: skip
 
 
-def _density(out, objective, minima, theta, ids, cfg, analysis, retrain, note, next_id):
+def _density(out, objective, minima, theta, ids, cfg, analysis, retrain, note, numbering):
     top = _frequent(minima)[: cfg.density_minima]
     at = theta[top]
     found = spectral.slq(objective, at, steps=cfg.density_steps, probes=cfg.density_probes,

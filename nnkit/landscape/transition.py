@@ -61,9 +61,27 @@ def _coefficients(e, mu):
     return c
 
 
-def refine(objective, theta, grad_tol: float = 1e-10, max_steps: int = 100, eig_tol: float = 1e-7) -> Saddles:
+def _sliced(work, rows: int | None, *arrays):
+    """``work(*parts)`` on consecutive slices of ``rows`` rows of ``arrays`` (all at
+    once for None), the dataclass results joined field by field: the Hessians of one
+    slice at a time are what must fit in memory."""
+    n = len(arrays[0])
+    if not rows or n <= rows:
+        return work(*arrays)
+    parts = [work(*(a[start : start + rows] for a in arrays)) for start in range(0, n, rows)]
+    return type(parts[0])(*(np.concatenate([getattr(p, f.name) for p in parts])
+                            for f in dataclasses.fields(parts[0])))  # fmt: skip
+
+
+def refine(objective, theta, grad_tol: float = 1e-10, max_steps: int = 100, eig_tol: float = 1e-7,
+           rows: int | None = None) -> Saddles:  # fmt: skip
     """Refine every row of ``theta (B, P)`` (host float64; climbing images) to an
-    index-1 saddle by eigenvector following, then certify it by its exact spectrum."""
+    index-1 saddle by eigenvector following, then certify it by its exact spectrum;
+    ``rows`` saddles at a time (default: all)."""
+    return _sliced(lambda t: _refine(objective, t, grad_tol, max_steps, eig_tol), rows, np.asarray(theta, float))
+
+
+def _refine(objective, theta, grad_tol, max_steps, eig_tol) -> Saddles:
     theta, loss, norm, steps = eigensteps.iterate(
         objective, theta, grad_tol, max_steps,
         coefficients=_coefficients,
@@ -93,11 +111,17 @@ class Sides:
 
 
 def sides(objective, saddles: Saddles, step: float = 1e-2, grad_tol: float = 1e-10, descend_tol: float = 1e-8,
-          max_steps: int = 300, eig_tol: float = 1e-7) -> Sides:  # fmt: skip
+          max_steps: int = 300, eig_tol: float = 1e-7, rows: int | None = None) -> Sides:  # fmt: skip
     """Descend from every saddle on both sides: from ``theta +- h mode`` with
     ``h = step * max(1, |theta|)`` shrunk until the loss falls on that side, by damped
     Newton descent to ``descend_tol`` then polishing to ``grad_tol``; each end
-    classified by its exact spectrum."""
+    classified by its exact spectrum; ``rows`` saddles at a time (default: all)."""
+    picks = np.arange(len(saddles.theta))
+    return _sliced(lambda r: _sides(objective, saddles.take(r), step, grad_tol, descend_tol, max_steps, eig_tol),
+                   None if rows is None else max(1, rows // 2), picks)  # fmt: skip
+
+
+def _sides(objective, saddles, step, grad_tol, descend_tol, max_steps, eig_tol) -> Sides:
     B, P = saddles.theta.shape
     start = np.empty((B, 2, P))
     h = step * np.maximum(1.0, np.linalg.norm(saddles.theta, axis=1))
