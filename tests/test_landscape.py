@@ -282,3 +282,21 @@ def test_a_survey_runs_its_tools_in_order_and_without_minima_says_so(run_copy, t
     done = invoke("landscape", run_dir)
     assert done.exit_code == 0, done.output
     assert "no certified minima" in done.output
+
+
+def test_a_sweep_is_surveyed_point_by_point(tmp_path):
+    """Every sweep point gets its own tables (column ``point``), PATHSAMPLE files under
+    ``landscape/point-NNN/`` and figures named for the point."""
+    done = invoke("run", EXPERIMENTS / "xor_minima.toml", "--inits", 40, "--results", tmp_path, "-q",
+                  "--set", "landscape.enabled=true", "--set", "landscape.max_pairs=4",
+                  "--set", 'landscape.tools=["barriers", "paths", "graph"]')  # fmt: skip
+    assert done.exit_code == 0, done.output
+    run = nnkit.load(done.output.strip().splitlines()[-1])
+    summary = run.landscape_summary()
+    assert list(summary["point"]) == [0, 1, 2, 3] and "model.hidden" in summary.columns
+    with_pairs = sorted(run.barriers["point"].unique())
+    assert with_pairs  # XOR with L2 has several minima
+    for p in with_pairs:
+        assert (run.path / "landscape" / f"point-{p:03d}" / "min.data").is_file()
+        assert (run.path / "figures" / f"landscape-barriers-point-{p:03d}.png").is_file()
+    assert not (run.path / "landscape" / "min.data").exists()
