@@ -306,15 +306,22 @@ def plot(run_dirs, out, against, labels):
 @click.option("--gpu", is_flag=True,
               help="Time the GPU cases B1g, B2g, B3g in float64 and float32 on CUDA device 0, "
                    "against the card's GEMM rates and copy bandwidth; tables go to DIR/gpu/.")
+@click.option("--dtypes", "dtype_list", default="float64,float32", show_default=True, metavar="NAME,...",
+              help="The precisions of the CPU cases, comma-separated: float64, float32.")
 @click.option("--results", "results_dir", default="results", show_default=True, metavar="DIR",
               help="Tables go to DIR/bench/ (DIR/gpu/ with --gpu).")
-def bench(case_names, customs, backend_list, peers, repeats, scaling, gpu, results_dir):
+def bench(case_names, customs, backend_list, peers, repeats, scaling, gpu, dtype_list, results_dir):
     """Time training many networks against the peers (init-steps per second)."""
     from .bench.command import bench as run_bench
 
     command = "nnkit " + " ".join(sys.argv[1:])
+    from .errors import UserError
+
+    dtypes = tuple(d.strip() for d in dtype_list.split(",") if d.strip())
+    if not dtypes or any(d not in ("float64", "float32") for d in dtypes):
+        raise UserError(f"--dtypes {dtype_list!r}: expected float64, float32 or both, comma-separated")
     run_bench(case_names, customs, backend_list, peers, repeats, scaling, gpu, results_dir,
-              command, echo=click.echo, echo_err=lambda m: click.echo(m, err=True))  # fmt: skip
+              command, echo=click.echo, echo_err=lambda m: click.echo(m, err=True), dtypes=dtypes)  # fmt: skip
 
 
 @main.command(name="backends")

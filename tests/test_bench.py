@@ -65,11 +65,26 @@ def test_cli_writes_parquet_and_markdown(tmp_path):
                "--results", str(tmp_path)],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "| R9-n7-d3-k4 | nnkit-numpy |" in result.stdout
+    assert "| R9-n7-d3-k4 | float64 | nnkit-numpy |" in result.stdout
+    assert "| R9-n7-d3-k4 | float32 | nnkit-numpy |" in result.stdout
     (parquet,) = (tmp_path / "bench").glob("bench-*.parquet")
     table = pd.read_parquet(parquet)
-    assert table["init_steps_per_s"].iloc[0] > 0 and table["gemm_gflops"].iloc[0] > 0
+    assert (table["init_steps_per_s"] > 0).all() and (table["gemm_gflops"] > 0).all()
+    assert list(table["dtype"]) == ["float64", "float32"]
+    assert "float32" in next((tmp_path / "bench").glob("bench-*.md")).read_text().split("\n\n")[1]
     assert "Command: `nnkit" in next((tmp_path / "bench").glob("bench-*.md")).read_text()
+
+
+def test_float32_agrees_with_the_float32_reference_to_its_own_tolerance():
+    """In float32 the losses agree to 1e-3 (not float64's 1e-9) with the float32 NumPy
+    reference; a bad --dtypes is one line."""
+    from nnkit.bench import run_bench
+
+    table = run_bench([TINY], ["numpy-batched", "nnkit-numpy"], repeats=1, echo=lambda m: None,
+                      dtypes=("float32",))  # fmt: skip
+    assert (table["dtype"] == "float32").all() and table["loss_agrees"].all()
+    result = CliRunner().invoke(main, ["bench", "--dtypes", "float16"])
+    assert result.exit_code == 2 and "--dtypes" in result.stderr
 
 
 def test_cli_unknown_case_is_one_line():

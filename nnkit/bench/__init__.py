@@ -20,8 +20,8 @@ from .peers import NEEDS, ON_GPU, PEERS
 
 __all__ = ["CASES", "Case", "custom", "implementations", "run_bench", "scaling", "write_table"]
 
-#: relative agreement of the mean final loss required between implementations
-AGREEMENT = 1e-9
+#: relative agreement of the mean final loss required between implementations, per dtype
+AGREEMENT = {"float64": 1e-9, "float32": 1e-3}
 
 
 def implementations(backend_names, with_peers: bool) -> tuple[list[str], list[str]]:
@@ -60,36 +60,40 @@ def run_worker(args, timeout, module="nnkit.bench.worker"):
     return json.loads(lines[-1])
 
 
-def gemm_rate() -> float:
-    """float64 GEMM rate of this machine in GFLOP/s, measured in a fresh process."""
-    code = "from nnkit.bench.worker import gemm_rate; print(gemm_rate())"
+def gemm_rate(dtype: str = "float64") -> float:
+    """GEMM rate of this machine in ``dtype`` in GFLOP/s, measured in a fresh process."""
+    code = f"from nnkit.bench.worker import gemm_rate; print(gemm_rate(dtype={dtype!r}))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip())
 
 
-def run_bench(case_list, impls, repeats=3, timeout=1800, echo=print) -> pd.DataFrame:
-    """One row per case and implementation: init-steps/s, ratios, GEMM share, memory."""
-    gemm = gemm_rate()
-    echo(f"float64 GEMM rate of this machine: {gemm:.1f} GFLOP/s")
+def run_bench(case_list, impls, repeats=3, timeout=1800, echo=print, dtypes=("float64",)) -> pd.DataFrame:
+    """One row per case, dtype and implementation: init-steps/s, ratios (within the
+    case and dtype), the share of this machine's GEMM rate in that dtype, memory."""
+    gemm = {dtype: gemm_rate(dtype) for dtype in dtypes}
+    for dtype, rate in gemm.items():
+        echo(f"{dtype} GEMM rate of this machine: {rate:.1f} GFLOP/s")
     rows = []
     for case in case_list:
-        for impl in impls:
-            echo(f"  {case.name} {impl} ...")
-            started = time.perf_counter()
-            out = run_worker(["--case", _case_arg(case), "--impl", impl, "--repeats", str(repeats)], timeout)
-            if "error" in out:
-                echo(f"  {case.name} {impl} failed: {out['error']}")
-            rows.append({"case": case.name, "impl": impl, "R": case.R, "n": case.n, "d": case.d,
-                         "k": case.k, "steps": case.steps, "wall_s": time.perf_counter() - started,
-                         **out})  # fmt: skip
+        for dtype in dtypes:
+            for impl in impls:
+                echo(f"  {case.name} {dtype} {impl} ...")
+                started = time.perf_counter()
+                out = run_worker(["--case", _case_arg(case), "--impl", impl, "--repeats", str(repeats),
+                                  "--dtype", dtype], timeout)  # fmt: skip
+                if "error" in out:
+                    echo(f"  {case.name} {dtype} {impl} failed: {out['error']}")
+                rows.append({"case": case.name, "dtype": dtype, "impl": impl, "R": case.R, "n": case.n,
+                             "d": case.d, "k": case.k, "steps": case.steps,
+                             "wall_s": time.perf_counter() - started, **out})  # fmt: skip
     table = pd.DataFrame(rows)
     for column in ("init_steps_per_s", "mean_final_loss", "error"):
         if column not in table:
             table[column] = float("nan") if column != "error" else ""
-    table["gemm_gflops"] = gemm
+    table["gemm_gflops"] = table["dtype"].map(gemm)
     flops = {case.name: case.flops_per_init_step for case in case_list}
-    table["gemm_share"] = table["init_steps_per_s"] * table["case"].map(flops) / (gemm * 1e9)
-    for name, group in table.groupby("case"):
+    table["gemm_share"] = table["init_steps_per_s"] * table["case"].map(flops) / (table["gemm_gflops"] * 1e9)
+    for (name, dtype), group in table.groupby(["case", "dtype"], sort=False):
         peers = group[group["impl"].isin(list(PEERS))]
         best = peers["init_steps_per_s"].max() if len(peers) else float("nan")
         jax = group.loc[group["impl"] == "jax", "init_steps_per_s"]
@@ -100,7 +104,7 @@ def run_bench(case_list, impls, repeats=3, timeout=1800, echo=print) -> pd.DataF
         if len(reference):
             ref = reference.iloc[0]
             table.loc[group.index, "loss_agrees"] = (
-                (group["mean_final_loss"] - ref).abs() <= AGREEMENT * abs(ref)
+                (group["mean_final_loss"] - ref).abs() <= AGREEMENT[dtype] * abs(ref)
             )
     return table
 
@@ -127,8 +131,8 @@ def scaling(impl="nnkit-numba", repeats=3, echo=print) -> pd.DataFrame:
 
 
 COLUMNS = {
-    "case": "case", "impl": "implementation", "init_steps_per_s": "init-steps/s",
-    "vs_best_peer": "x best peer", "vs_jax": "x JAX", "gemm_share": "share of fp64 GEMM",
+    "case": "case", "dtype": "dtype", "impl": "implementation", "init_steps_per_s": "init-steps/s",
+    "vs_best_peer": "x best peer", "vs_jax": "x JAX", "gemm_share": "share of GEMM (its dtype)",
     "peak_rss_mb": "peak MB", "compile_s": "compile s", "mean_final_loss": "mean final loss",
     "loss_agrees": "loss agrees", "error": "error",
 }  # fmt: skip

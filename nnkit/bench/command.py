@@ -13,7 +13,7 @@ from . import CASES, custom, implementations, markdown, run_bench, scaling, writ
 
 
 def bench(case_names, customs, backend_list, peers, repeats, scaling_too, gpu, results_dir, command,
-          echo=print, echo_err=print) -> None:  # fmt: skip
+          echo=print, echo_err=print, dtypes=("float64", "float32")) -> None:  # fmt: skip
     """``nnkit bench`` (see its ``--help``): tables on ``echo``, progress on ``echo_err``."""
     if gpu:
         from . import gpu as bg
@@ -55,9 +55,11 @@ def bench(case_names, customs, backend_list, peers, repeats, scaling_too, gpu, r
         raise UserError("nothing to time: no usable backend or peer")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     machine = f"{cpu_device()}, {platform.system()} {platform.machine()}, Python {platform.python_version()}"
-    table = run_bench(cases, impls, repeats=repeats, echo=echo_err)
+    table = run_bench(cases, impls, repeats=repeats, echo=echo_err, dtypes=dtypes)
+    rates = table.groupby("dtype", sort=False)["gemm_gflops"].first()
     header = (f"# nnkit bench, {time.strftime('%Y-%m-%d')}\n\nMachine: {machine}. "
-              f"float64 GEMM rate measured in the same run: {table['gemm_gflops'].iloc[0]:.1f} GFLOP/s. "
+              f"GEMM rates measured in the same run: "
+              + ", ".join(f"{dtype} {rate:.1f} GFLOP/s" for dtype, rate in rates.items()) + ". "
               f"Command: `{command}`. Medians of {repeats} runs after a warm-up, "
               f"each implementation in its own process.")  # fmt: skip
     paths = list(write_table(table, Path(results_dir) / "bench", f"bench-{stamp}", header))

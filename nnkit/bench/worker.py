@@ -102,10 +102,10 @@ def main(argv=None):
     print(json.dumps(row))
 
 
-def gemm_rate(size: int = 2048, repeats: int = 3) -> float:
-    """This machine's float64 GEMM rate in GFLOP/s (NumPy ``matmul``, median)."""
+def gemm_rate(size: int = 2048, repeats: int = 3, dtype: str = "float64") -> float:
+    """This machine's GEMM rate in ``dtype`` in GFLOP/s (NumPy ``matmul``, median)."""
     rng = np.random.default_rng(0)
-    a, b = rng.standard_normal((size, size)), rng.standard_normal((size, size))
+    a, b = (rng.standard_normal((size, size)).astype(dtype) for _ in range(2))
     a @ b
     times = []
     for _ in range(repeats):
