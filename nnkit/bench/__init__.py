@@ -140,6 +140,8 @@ COLUMNS = {
 
 def markdown(table: pd.DataFrame, columns=COLUMNS) -> str:
     cols = [c for c in columns if c in table]
+    if "error" in cols and not table["error"].fillna("").astype(str).str.strip().any():
+        cols.remove("error")  # a run in which nothing failed
     head = "| " + " | ".join(columns[c] for c in cols) + " |"
     rule = "|" + "---|" * len(cols)
     body = []
