@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_problem
+from conftest import make_problem, matches_reference
 
 from nnkit import backends
 
@@ -85,3 +85,26 @@ def test_runs_through_the_pipeline_match_the_reference(tmp_path):
     assert list(a["status"]) == list(b["status"]) and list(a["steps"]) == list(b["steps"])
     np.testing.assert_allclose(b["loss"], a["loss"], rtol=1e-9)
     np.testing.assert_allclose(runs["numba"].params(), runs["numpy"].params(), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", "linear", "softplus", "leaky_relu"])
+@pytest.mark.parametrize("loss", ["squared", "logistic"])
+def test_the_wide_path_matches_the_reference(monkeypatch, activation, loss):
+    """One hidden layer through the GEMM path (two BLAS products with the shared data,
+    two generated passes between them): value and gradient as the NumPy reference,
+    with and without biases and a trained output, in float64 and float32; training
+    with it is not fused (every step a call)."""
+    from nnkit.backends import numba_wide
+    from nnkit.training import TrainConfig
+
+    monkeypatch.setattr(numba_wide, "WIDE_MIN", 1)
+    be = backends.get("numba")
+    for bias, trained in ((True, True), (False, True), (True, False)):
+        problem = make_problem(activation=activation, widths=(7,), d=5, n=11, R=5, bias=bias,
+                               output_trained=trained, loss=loss, l2=0.01)  # fmt: skip
+        kernel = be.kernel(problem[0], problem[1])
+        assert kernel._wide is not None and not kernel.fuses(TrainConfig())
+        matches_reference(be, problem, rtol=1e-12)
+        matches_reference(be, problem, rtol=1e-5, dtype=np.float32)
+    deep = make_problem(activation=activation, widths=(4, 3), d=5, n=11, R=3, loss=loss)
+    assert be.kernel(deep[0], deep[1])._wide is None  # two hidden layers: the fused kernel

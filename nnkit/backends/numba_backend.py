@@ -53,6 +53,10 @@ class NumbaBackend(Backend):
         self._pool = None
 
     def stored_per_sample(self, model, sgd):
+        from . import numba_wide
+
+        if not sgd and numba_wide.wide(model):
+            return model.layout.widths[0]  # the wide path keeps Z (n, R k)
         return 0  # fused kernels: a chunk needs room for parameters only
 
     def split(self, blocks: int) -> list[tuple[int, int]]:
@@ -93,13 +97,17 @@ class NumbaKernel(ReferenceKernel):
         started = time.perf_counter()
         self._module = numba_codegen.load_kernel(model, spec.loss)
         self._ready = set()  # (function, dtype) compiled or loaded in this process
+        from . import numba_wide
+
+        #: one hidden layer wide enough for GEMMs with the shared data (:mod:`.numba_wide`)
+        self._wide = numba_codegen.load_source(numba_wide.source(model.activation(1))) if numba_wide.wide(model) else None
         backend.compile_seconds += time.perf_counter() - started
 
     def value(self, theta, X, y):
         return self.value_and_grad(theta, X, y)[0]
 
     def fuses(self, cfg) -> bool:
-        return cfg.method in FUSED_METHODS and cfg.history == 0
+        return self._wide is None and cfg.method in FUSED_METHODS and cfg.history == 0
 
     def _to_lanes(self, theta, dtype):
         """``theta (R, P)`` as the kernels' ``(P, R')``, R' padded to whole lane blocks."""
@@ -109,10 +117,11 @@ class NumbaKernel(ReferenceKernel):
         thT[:, :R] = theta.T
         return thT, padded
 
-    def _run(self, name, args, blocks):
-        """Kernel ``name`` over ``blocks`` lane blocks on all cores, compiled (or loaded
-        from the disk cache) for these argument types first, in this thread."""
-        kernel = getattr(self._module, name)
+    def _run(self, name, args, blocks, module=None):
+        """Kernel ``name`` over ``blocks`` lane blocks (or other ranges) on all cores,
+        compiled (or loaded from the disk cache) for these argument types first, in
+        this thread."""
+        kernel = getattr(module or self._module, name)
         key = (name, args[0].dtype)
         if key not in self._ready:
             from numba import typeof
@@ -124,6 +133,8 @@ class NumbaKernel(ReferenceKernel):
         self._backend.run_threads(kernel, args, self._backend.split(blocks))
 
     def value_and_grad(self, theta, X, y):
+        if self._wide is not None and np.ndim(X) == 2:
+            return self._wide_value_and_grad(np.asarray(theta), X, y)
         theta = np.asarray(theta)
         dtype = theta.dtype
         R = theta.shape[0]
@@ -144,6 +155,38 @@ class NumbaKernel(ReferenceKernel):
         self._run("value_and_grad", args, padded // self._lanes)
         loss = loss[:R]
         grad = np.ascontiguousarray(gT[:, :R].T)
+        if self.spec.has_penalty():
+            value, pgrad = self.spec.penalty(self._xp, theta, self.penalty_mask(self._xp, theta))
+            loss, grad = loss + value, grad + pgrad
+        return loss, grad
+
+    def _wide_value_and_grad(self, theta, X, y):
+        """:mod:`.numba_wide`: two GEMMs with the shared ``X (n, d)`` and two fused passes."""
+        lay, dtype = self.layout, theta.dtype
+        R, (k,), n = theta.shape[0], lay.widths, X.shape[0]
+        X = np.asarray(X, dtype=dtype)
+        W = lay.weights(theta, 1)  # (R, d, k)
+        Z = X @ np.ascontiguousarray(W.transpose(1, 0, 2)).reshape(lay.d, R * k)  # (n, R k)
+        b = lay.biases(theta, 1)
+        if b is not None:
+            Z += b.reshape(1, R * k)
+        w_out = (np.ascontiguousarray(lay.view(theta, "W_out")) if lay.output_trained
+                 else np.full((R, k), lay.output_value, dtype=dtype))  # fmt: skip
+        b_out = np.ascontiguousarray(lay.view(theta, "b_out")) if lay.output_bias else np.zeros(R, dtype=dtype)
+        F = np.empty((n, R), dtype=dtype)
+        self._run("outputs", (Z, w_out, b_out, F), R, self._wide)
+        loss, g = self.spec.data_loss(self._xp, F.T, np.asarray(y, dtype=dtype))
+        G = np.ascontiguousarray(g.T)
+        dw_out = np.zeros((R, k), dtype=dtype)
+        self._run("backward", (Z, w_out, G, dw_out), R, self._wide)  # Z is dZ from here
+        grads = {"W1": (X.T @ Z).reshape(lay.d, R, k).transpose(1, 0, 2)}
+        if b is not None:
+            grads["b1"] = Z.sum(axis=0).reshape(R, k)
+        if lay.output_trained:
+            grads["W_out"] = dw_out
+        if lay.output_bias:
+            grads["b_out"] = g.sum(axis=1)
+        grad = np.concatenate([grads[block.name].reshape(R, block.size) for block in lay.blocks], axis=1)
         if self.spec.has_penalty():
             value, pgrad = self.spec.penalty(self._xp, theta, self.penalty_mask(self._xp, theta))
             loss, grad = loss + value, grad + pgrad

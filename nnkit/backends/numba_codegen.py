@@ -370,7 +370,12 @@ _LOADED: dict[str, object] = {}
 def load_kernel(model, loss: str):
     """The module of ``value_and_grad`` and ``train`` for ``model`` and ``loss``
     (compiled on their first call, or loaded from Numba's cache)."""
-    source = kernel_source(model, loss)
+    return load_source(kernel_source(model, loss))
+
+
+def load_source(source: str):
+    """The generated module ``source``, written once into the cache folder and
+    imported (its functions compiled on their first call, or loaded from Numba's cache)."""
     key = hashlib.sha1(source.encode()).hexdigest()[:16]
     folder = _usable(cache_dir())
     path = folder / f"nnkit_kernel_{key}.py"
