@@ -3,7 +3,8 @@ run on all cores.
 
 Full-batch training runs whole inside a kernel (``NumbaKernel.train_fused``); for SGD
 and runs with history, parameters cross into the kernels' layout (inits as the fast
-axis) at each step, and the penalty is the reference's own code.
+axis) at each step, and the penalty is the reference's own code. A network of one wide
+hidden layer takes the GEMM path of :mod:`.numba_wide` instead (every step a call).
 """
 
 from __future__ import annotations
