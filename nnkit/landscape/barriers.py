@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import symmetry
+from . import batches, symmetry
 
 
 def aligned_distances(model, theta) -> np.ndarray:
@@ -72,25 +72,14 @@ def align_pairs(model, theta, pair) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-def evaluate(objective, theta, rows: int = 65536) -> np.ndarray:
-    """``objective.value`` of the host points ``theta (N, P)``, ``rows`` at a time, as a
-    host float64 array ``(N,)``."""
-    be = objective.backend
-    out = np.empty(theta.shape[0])
-    for start in range(0, theta.shape[0], rows):
-        part = be.asarray(theta[start : start + rows], be.xp.float64)
-        out[start : start + rows] = be.to_numpy(objective.value(part))
-    return out
-
-
-def line(objective, a, b, points: int = 33, rows: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+def line(objective, a, b, points: int = 33, rows: int = batches.ROWS) -> tuple[np.ndarray, np.ndarray]:
     """The loss along the segments from ``a (M, P)`` to ``b (M, P)``: ``(t (points,),
     losses (M, points))``, every point of every segment in one batch (``rows`` at a
     time)."""
     t = np.linspace(0.0, 1.0, points)
     path = (1.0 - t)[None, :, None] * a[:, None, :] + t[None, :, None] * b[:, None, :]
     with np.errstate(all="ignore"):
-        losses = evaluate(objective, path.reshape(-1, a.shape[1]), rows)
+        losses = batches.values(objective, path.reshape(-1, a.shape[1]), rows)
     return t, losses.reshape(a.shape[0], points)
 
 

@@ -35,6 +35,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import batches
+
 # FIRE's constants, as Bitzek et al. give them
 _N_MIN, _F_INC, _F_DEC, _ALPHA0, _F_ALPHA = 5, 1.1, 0.5, 0.1, 0.99
 
@@ -120,14 +122,8 @@ def forces(theta, loss, grad, k, climb, climber=None) -> np.ndarray:
 
 def _values(objective, images, rows):
     """Loss ``(B, M')`` and gradient ``(B, M', P)`` of ``images (B, M', P)`` on the host."""
-    be = objective.backend
     B, M, P = images.shape
-    flat = images.reshape(-1, P)
-    loss, grad = np.empty(flat.shape[0]), np.empty_like(flat)
-    for start in range(0, flat.shape[0], rows):
-        part = be.asarray(flat[start : start + rows], be.xp.float64)
-        value, g = objective.value_and_grad(part)
-        loss[start : start + rows], grad[start : start + rows] = be.to_numpy(value), be.to_numpy(g)
+    loss, grad = batches.values_and_grads(objective, images.reshape(-1, P), rows)
     return loss.reshape(B, M), grad.reshape(B, M, P)
 
 
@@ -147,7 +143,7 @@ def curvature(objective, theta) -> np.ndarray:
 
 
 def neb(objective, theta, *, spring: float = 0.3, tol: float = 1e-6, max_steps: int = 2000,
-        climb: bool = True, scale=None, ceiling=None, rows: int = 65536) -> Bands:  # fmt: skip
+        climb: bool = True, scale=None, ceiling=None, rows: int = batches.ROWS) -> Bands:  # fmt: skip
     """Relax the bands ``theta (B, M, P)`` (host float64, ends fixed) by FIRE until
     each band's largest force is at most ``tol`` or ``max_steps`` steps are spent.
 
@@ -221,8 +217,7 @@ def neb(objective, theta, *, spring: float = 0.3, tol: float = 1e-6, max_steps: 
                 continue
             # FIRE: velocity Verlet with the velocity turned towards the force
             V = v[act] + dt[act, None, None] * F
-            image_power = np.einsum("bmp,bmp->bm", F, V)
-            power = image_power.sum(axis=1)
+            power = np.einsum("bmp,bmp->b", F, V)
             a = alpha[act, None]
             V = (1 - a)[..., None] * V + (a * _norms(V) / np.maximum(f_norm, 1e-300))[..., None] * F
             downhill = power > 0
@@ -291,7 +286,7 @@ def insert_images(theta, loss, images: int) -> np.ndarray:
 
 
 def autoneb(objective, a, b, images: int = 16, *, start: int | None = None, spring: float = 0.3,
-            tol: float = 1e-6, max_steps: int = 2000, climb: bool = True, rows: int = 65536) -> Bands:  # fmt: skip
+            tol: float = 1e-6, max_steps: int = 2000, climb: bool = True, rows: int = batches.ROWS) -> Bands:  # fmt: skip
     """Bands of ``images`` images from ``a (B, P)`` to ``b (B, P)`` (host float64): a
     coarse band of ``start`` images (default ``max(3, images // 2)``) relaxed without
     climbing (to ``10 tol``, half the step budget), images inserted where the energy

@@ -33,6 +33,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from . import batches
 from .eigensteps import eigh
 
 #: rows of ``theta`` evaluated at a time by default
@@ -217,14 +218,13 @@ def evaluate(objective, origin, directions, coords, rows: int = DEFAULT_ROWS):
     if rows < 1:
         raise ValueError(f"rows must be positive, got {rows}")
     flat = coords.reshape(-1, coords.shape[-1])
-    backend = objective.backend
     out = np.empty(flat.shape[0])
     for start in range(0, flat.shape[0], rows):
         c = flat[start : start + rows]
         theta = np.broadcast_to(origin, (c.shape[0], origin.shape[0]))
         for k in range(directions.shape[0]):
             theta = theta + c[:, k, None] * directions[k]
-        out[start : start + c.shape[0]] = backend.to_numpy(objective.value(backend.asarray(theta, np.float64)))
+        out[start : start + c.shape[0]] = batches.values(objective, theta, rows)
     return out.reshape(coords.shape[:-1])
 
 

@@ -21,7 +21,7 @@ import pandas as pd
 
 from ..core import validate
 from ..errors import ConfigError, UserError
-from . import barriers, connect, disconnectivity, pathsample, slices, spectral, trajectory
+from . import barriers, batches, connect, disconnectivity, pathsample, slices, spectral, trajectory
 from .eigensteps import eigh
 
 TOOLS = ("barriers", "paths", "graph", "slices", "trajectories", "density")
@@ -290,7 +290,7 @@ def _trajectories(out, objective, minima, theta, ids, cfg, analysis, retrain, no
     for init, path in zip(inits, paths):
         keep = np.isfinite(path).all(axis=1)
         fit = trajectory.pca(path[keep])
-        loss = barriers.evaluate(objective, path[keep])
+        loss = batches.values(objective, path[keep])
         for t, (c, value) in enumerate(zip(fit.coords, loss)):
             rows.append({"init": int(init), "point_index": t, "loss": value, "pc1": c[0], "pc2": c[1],
                          "explained_1": fit.explained[0], "explained_2": fit.explained[1]})  # fmt: skip

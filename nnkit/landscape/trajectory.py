@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import batches
 from .slices import DEFAULT_ROWS, _new_axes, _sign_fixed, contour, evaluate
 
 
@@ -137,12 +138,7 @@ def plane_losses(objective, centre, components, coords, *, path=None, size: int 
         path_losses = losses_at(objective, centre, components, coords, rows)
     else:
         pts = np.asarray(path, dtype=np.float64)
-        P = pts.shape[-1]
-        flat = pts.reshape(-1, P)
-        backend = objective.backend
-        parts = [backend.to_numpy(objective.value(backend.asarray(flat[s : s + rows], np.float64)))
-                 for s in range(0, flat.shape[0], rows)]  # fmt: skip
-        path_losses = np.concatenate(parts).reshape(pts.shape[:-1])
+        path_losses = batches.values(objective, pts.reshape(-1, pts.shape[-1]), rows).reshape(pts.shape[:-1])
     return PlaneLosses(alpha, beta, losses, path_losses)
 
 

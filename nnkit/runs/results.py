@@ -127,13 +127,17 @@ class Run:
         return self.analysed and self.folder.landscape_file.is_file()
 
     @cached_property
+    def _landscape_summary(self) -> dict | None:
+        """``landscape/landscape.json``, read once (None without a finished survey)."""
+        return read_json(self.folder.landscape_file) if self.has_landscape else None
+
+    @cached_property
     def landscape(self) -> dict[str, pd.DataFrame] | None:
         """The tables of ``landscape/`` by name (``barriers``, ``transition_states``,
         ``paths``, ``minima``, ``slices``, ``trajectories``, ``density``: those the
         tools wrote), or None without a finished survey (``nnkit landscape RUN``)."""
-        if not self.has_landscape:
+        if self._landscape_summary is None:
             return None
-        read_json(self.folder.landscape_file)
         out = {}
         for path in sorted(self.folder.landscape.glob("*.parquet")):
             out[path.stem] = read_parquet(path, ("point",))
@@ -155,19 +159,19 @@ class Run:
         states and minima found on the way; None without a survey."""
         if self.landscape is None:
             return None
-        return tables.landscape(self.landscape, read_json(self.folder.landscape_file), self.sweep_keys, self.runs)
+        return tables.landscape(self.landscape, self._landscape_summary, self.sweep_keys, self.runs)
 
     def landscape_notes(self) -> list[str]:
         """What the survey's tools had nothing to work on, one line each."""
-        if not self.has_landscape:
+        if self._landscape_summary is None:
             return []
-        points = read_json(self.folder.landscape_file).get("points", [])
+        points = self._landscape_summary.get("points", [])
         return [f"point {p}: {note}" for p, entry in enumerate(points) if isinstance(entry, dict)
                 for note in entry.get("notes", [])]  # fmt: skip
 
     def reload(self) -> None:
         """Forget the tables read so far (after the run folder changed)."""
-        for name in ("runs", "history", "minima", "landscape"):
+        for name in ("runs", "history", "minima", "landscape", "_landscape_summary"):
             self.__dict__.pop(name, None)
 
     @property
