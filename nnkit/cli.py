@@ -22,6 +22,31 @@ from .backends import names as backend_names
 _BACKENDS = ", ".join(backend_names())
 
 
+class _RunFolder(click.ParamType):
+    """A run folder: its path, or a prefix of its id (``20261203-08``, or
+    ``experiment/prefix``) among the runs under ``./results``; completes run ids."""
+
+    name = "run"
+
+    def convert(self, value, param, ctx):
+        from .runs import catalog
+
+        return str(catalog.find(value))
+
+    def shell_complete(self, ctx, param, incomplete):
+        from click.shell_completion import CompletionItem
+
+        from .runs import catalog
+
+        if "/" in incomplete or incomplete.startswith("."):
+            return [CompletionItem(incomplete, type="dir")]
+        ids = [path.name for path in catalog.folders("results")]
+        return [CompletionItem(run_id) for run_id in ids if run_id.startswith(incomplete)]
+
+
+RUN = _RunFolder()
+
+
 class _UserFacing(click.ClickException):
     exit_code = 2
 
@@ -83,12 +108,18 @@ def main():
 
     \b
     nnkit run experiments/quickstart.toml
-    nnkit show results/quickstart/<run-id>
+    nnkit show results/quickstart/<run-id>      (or a prefix of the run id)
     nnkit plot results/quickstart/<run-id>
+    nnkit report results/quickstart/<run-id>
     nnkit minima results/quickstart/<run-id>
     nnkit landscape results/quickstart/<run-id>
+    nnkit ls
     nnkit backends
     nnkit bench
+
+    \b
+    Shell completion of commands, options and run ids (zsh_source, fish_source alike):
+    eval "$(_NNKIT_COMPLETE=bash_source nnkit)"
     """
 
 
@@ -110,7 +141,11 @@ def main():
               help="Train the chunks on a Dask LocalCluster of N worker processes on this machine "
                    "(overrides run.workers).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary table.")
-def run(experiment_file, overrides, inits, backend, results_dir, run_id, resume, scheduler, workers, quiet):
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the summary as one JSON object (that of nnkit show --json) instead of tables.")
+@click.option("--wide", is_flag=True, help="Print the summary tables with every column, however wide.")
+def run(experiment_file, overrides, inits, backend, results_dir, run_id, resume, scheduler, workers, quiet,
+        as_json, wide):  # fmt: skip
     """Train every init of EXPERIMENT.toml and write results/<experiment>/<run-id>/."""
     from .pipeline import Interrupted, run_experiment
     from .runs import load
@@ -143,8 +178,11 @@ def run(experiment_file, overrides, inits, backend, results_dir, run_id, resume,
         click.echo(f"\ninterrupted: {hint}", err=True)
         sys.exit(130)
     result = load(path)
+    if as_json:
+        _print_json(result.to_dict())
+        return
     if not quiet:
-        _print_summary(result)
+        _print_summary(result, wide)
     else:
         for paragraph in result.diagnosis():
             click.echo(f"warning: {paragraph}", err=True)
@@ -184,17 +222,26 @@ def _resume_command(experiment_file, overrides, inits, backend, results_dir, run
 
 
 @main.command()
-@click.argument("run_dir", metavar="RUN")
-def show(run_dir):
+@click.argument("run_dir", metavar="RUN", type=RUN)
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object: the run's meta.json, every table as a list of rows, the diagnosis.")
+@click.option("--wide", is_flag=True, help="Every column of every table, however wide.")
+def show(run_dir, as_json, wide):
     """Summarise the finished run folder RUN: status counts and loss quantiles, and,
-    after an analysis, where the inits ended and the most frequent minima."""
+    after an analysis, where the inits ended and the most frequent minima. Tables are
+    cut to the terminal's width (100 columns when not a terminal); the files keep
+    every column."""
     from .runs import load
 
-    _print_summary(load(run_dir))
+    run = load(run_dir)
+    if as_json:
+        _print_json(run.to_dict())
+    else:
+        _print_summary(run, wide)
 
 
 @main.command()
-@click.argument("run_dir", metavar="RUN")
+@click.argument("run_dir", metavar="RUN", type=RUN)
 @click.option("--set", "overrides", multiple=True, metavar="analysis.KEY=VALUE",
               help="Change an [analysis] setting for this analysis (repeatable).")
 @click.option("--scheduler", default=None, metavar="ADDRESS",
@@ -217,7 +264,7 @@ def minima(run_dir, overrides, scheduler, workers, quiet):
 
 
 @main.command()
-@click.argument("run_dir", metavar="RUN")
+@click.argument("run_dir", metavar="RUN", type=RUN)
 @click.option("--set", "overrides", multiple=True, metavar="landscape.KEY=VALUE",
               help="Change a [landscape] setting for this survey (repeatable), e.g. --set landscape.max_pairs=20.")
 @click.option("--tools", default=None, metavar="NAME,...",
@@ -253,7 +300,7 @@ def landscape(run_dir, overrides, tools, quiet):
 
 
 @main.command()
-@click.argument("run_dirs", metavar="RUN...", nargs=-1, required=True)
+@click.argument("run_dirs", metavar="RUN...", nargs=-1, required=True, type=RUN)
 @click.option("--out", default=None, metavar="FILE.png",
               help="Draw the spurious fraction and the count of spurious minima of every RUN "
                    "against a swept key, one curve per run, into FILE.png.")
@@ -325,11 +372,20 @@ def bench(case_names, customs, backend_list, peers, repeats, scaling, gpu, dtype
 
 
 @main.command(name="backends")
-def backends_cmd():
+@click.option("--json", "as_json", is_flag=True,
+              help="A JSON list: name, usable, device, reason and auto (whether run.backend = 'auto' picks it).")
+def backends_cmd(as_json):
     """List the backends, the device each would use here, or why it cannot run."""
     from . import backends
 
     auto = backends.resolve("auto")
+    if as_json:
+        _print_json([
+            {"name": i.name, "usable": bool(i.usable), "device": i.device if i.usable else None,
+             "reason": None if i.usable else i.reason, "auto": i.name == auto}
+            for i in backends.probe_all()
+        ])  # fmt: skip
+        return
     for info in backends.probe_all():
         mark = "yes" if info.usable else "no"
         where = info.device if info.usable else info.reason
@@ -337,48 +393,109 @@ def backends_cmd():
         click.echo(f"{info.name:<7} {mark:<4} {where}{tag}")
 
 
-def _table(frame) -> str:
-    import pandas as pd
+@main.command(name="ls")
+@click.argument("results_dir", metavar="[RESULTS]", default="results", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="A JSON list, one object per run.")
+def ls_cmd(results_dir, as_json):
+    """List the runs under RESULTS (default: results), oldest first: status (finished,
+    running, interrupted: resume it, damaged), the stages done (trained, minima,
+    landscape), size, backend, start and training time."""
+    import json
 
-    with pd.option_context("display.width", 200, "display.max_columns", 30,
-                           "display.float_format", "{:.4g}".format):  # fmt: skip
-        return frame.to_string(index=False)
+    from .errors import UserError
+    from .runs import catalog
+
+    if not os.path.isdir(results_dir):
+        raise UserError(f"{results_dir}: no such folder")
+    table = catalog.listing(results_dir)
+    if as_json:
+        _print_json(json.loads(table.to_json(orient="records")))
+    elif table.empty:
+        click.echo(f"no runs under {results_dir}")
+    else:
+        from .report import terminal
+
+        shown = table.astype(object).where(table.notna(), "-")
+        block, left_out = terminal.fit(shown, terminal.width(), drop=["seconds", "backend", "points", "created"],
+                                       left=("run", "status", "stages", "backend", "created"))  # fmt: skip
+        click.echo(block)
+        if left_out:
+            click.echo(f"(left out to fit {terminal.width()} columns: {', '.join(left_out)}; --json has every column)")
 
 
-def _print_summary(run):
+def _print_json(value) -> None:
+    import json
+
+    click.echo(json.dumps(value, indent=2, allow_nan=False, default=str))
+
+
+def _print_summary(run, wide: bool = False):
+    """The headline and every table of ``run`` (cut to the terminal unless ``wide``),
+    each with the paragraphs that go with it."""
+    from .report import terminal
+
     click.echo(run.headline())
-    click.echo(_table(run.training()))
-    for paragraph in run.training_diagnosis():
-        click.echo("\n" + textwrap.fill(paragraph, 100))
-    _print_minima(run)
-    _print_landscape(run)
+    limit = 0 if wide else terminal.width()
+    for i, (heading, block) in enumerate(_blocks(run, limit)):
+        if heading:
+            click.echo(("\n" if i else "") + heading)
+        click.echo(block)
+        for paragraph in _paragraphs(run, heading):
+            click.echo(paragraph)
+
+
+def _blocks(run, limit):
+    from .report import terminal
+
+    blocks = terminal.tables(run, limit)
+    if run.minima is not None and run.minima.empty:
+        blocks = [b for b in blocks if not b[0].startswith(("where the inits", "distinct minima"))]
+        at = next((i for i, b in enumerate(blocks) if b[0].startswith("the landscape")), len(blocks))
+        none = "no init ended at a certified minimum (the column kind of runs.parquet says where they did)"
+        blocks.insert(at, (none, ""))
+    return blocks
+
+
+def _paragraphs(run, heading) -> list[str]:
+    def fill(text):
+        return "\n" + textwrap.fill(text, 100)
+
+    if heading in ("", "training:"):
+        return [fill(p) for p in run.training_diagnosis()]
+    if heading.startswith(("distinct minima", "no init ended")):
+        return [fill(p) for p in run.analysis_diagnosis()]
+    if heading.startswith("the landscape"):
+        return [f"  {note}" for note in run.landscape_notes()]
+    return []
 
 
 def _print_minima(run):
     """The minima tables of a run that has been analysed."""
-    minima = run.minima
-    if minima is None:
+    if run.minima is None:
         return
-    if minima.empty:
-        click.echo("\nno init ended at a certified minimum (the column kind of runs.parquet says where they did)")
-    else:
-        click.echo("\nwhere the inits ended:")
-        click.echo(_table(run.landing()))
-        click.echo(f"\ndistinct minima, most frequent first ({len(minima)} in all; minima.parquet has every one):")
-        click.echo(_table(run.top_minima()))
-    for paragraph in run.analysis_diagnosis():
-        click.echo("\n" + textwrap.fill(paragraph, 100))
+    from .report import terminal
+
+    for heading, block in _blocks(run, terminal.width()):
+        if heading.startswith(("the sweep", "where the inits", "distinct minima", "no init ended")):
+            click.echo("\n" + heading)
+            if block:
+                click.echo(block)
+            for paragraph in _paragraphs(run, heading):
+                click.echo(paragraph)
 
 
 def _print_landscape(run):
     """The landscape summary of a run that has one."""
-    table = run.landscape_summary()
-    if table is None:
+    if run.landscape_summary() is None:
         return
-    click.echo("\nthe landscape between the minima (RUN/landscape/ has every table):")
-    click.echo(_table(table))
-    for note in run.landscape_notes():
-        click.echo(f"  {note}")
+    from .report import terminal
+
+    for heading, block in _blocks(run, terminal.width()):
+        if heading.startswith(("the sweep", "the landscape")):
+            click.echo("\n" + heading)
+            click.echo(block)
+            for paragraph in _paragraphs(run, heading):
+                click.echo(paragraph)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -168,7 +168,7 @@ def test_show(tmp_path, exp_file):
     results = tmp_path / "res"
     ran = invoke("run", exp_file, "--results", results, "-q", "--run-id", "a")
     assert ran.exit_code == 0, ran.output
-    result = invoke("show", results / "tiny" / "a")
+    result = invoke("show", results / "tiny" / "a", "--wide")
     assert result.exit_code == 0, result.output
     lines = result.stdout.strip().splitlines()
     assert lines[0].startswith("tiny: 8 inits, 1 point(s), backend numpy")

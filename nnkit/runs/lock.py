@@ -66,6 +66,20 @@ def hold(path):
                 del _HELD[key]
 
 
+def busy(path) -> bool:
+    """Whether another process holds the lock of the folder ``path`` now (this process
+    holding it counts as not busy); a folder that cannot be opened is not busy."""
+    if os.path.abspath(path) in _HELD:
+        return False
+    try:
+        with _take(Path(path)):
+            return False
+    except Busy:
+        return True
+    except OSError:
+        return False
+
+
 @contextmanager
 def _take(path: Path):
     if fcntl is not None:

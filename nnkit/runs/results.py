@@ -5,6 +5,7 @@ a run whose last analysis did not finish reads as not analysed."""
 from __future__ import annotations
 
 import html
+import json
 from functools import cached_property
 from pathlib import Path
 
@@ -241,6 +242,22 @@ class Run:
         if self.landscape is not None:
             out["landscape"] = self.landscape_summary()
         return out
+
+    def to_dict(self) -> dict:
+        """What ``nnkit show --json`` prints: the run's folder, id and experiment, its
+        ``meta.json``, the diagnosis, every table of :meth:`summary` as a list of rows
+        (NaN as null) and the landscape notes; plain JSON types only."""
+        tables = {
+            name: json.loads(frame.to_json(orient="records", double_precision=15))
+            for name, frame in self.summary().items()
+            if frame is not None
+        }
+        return {
+            "path": str(self.path), "run_id": self.path.name, "experiment": self.name,
+            "headline": self.headline(), "analysed": self.analysed, "landscape": self.has_landscape,
+            "meta": self.meta, "tables": tables, "diagnosis": self.diagnosis(),
+            "landscape_notes": self.landscape_notes(),
+        }  # fmt: skip
 
     def headline(self) -> str:
         """One line: the experiment, its size, the backend and the time taken."""
