@@ -27,13 +27,21 @@ def test_the_distribution_name_is_not_the_unrelated_nnkit():
 def test_only_known_breaks_are_capped():
     """Lower bounds everywhere; an upper bound only for NumPy in the CUDA extras
     (numba-cuda 0.30 calls numpy.row_stack, which NumPy 2.5 removed)."""
-    for requirement in PROJECT["dependencies"] + PROJECT["optional-dependencies"]["test"]:
+    extras = PROJECT["optional-dependencies"]
+    for requirement in PROJECT["dependencies"] + extras["test"] + extras["docs"]:
         assert ">=" in requirement and "<" not in requirement.replace("<=", ""), requirement
     for extra in ("cuda12", "cuda13"):
         capped = [r for r in PROJECT["optional-dependencies"][extra] if "<" in r]
         assert capped == ["numpy<2.5"], capped
     for requirement in PROJECT["optional-dependencies"]["bench"]:
         assert ">=" in requirement and "==" not in requirement, requirement
+
+
+def test_the_citation_and_the_changelog_name_this_version():
+    citation = (ROOT / "CITATION.cff").read_text()
+    assert f"\nversion: {nnkit.__version__}\n" in citation and "cff-version: 1.2.0" in citation
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    assert f"## [{nnkit.__version__}]" in changelog and "## [Unreleased]" in changelog
 
 
 def test_the_folder_above_a_checkout_does_not_shadow_nnkit(tmp_path):

@@ -26,12 +26,20 @@ from .seeding import init_rng
 
 @dataclass(frozen=True)
 class InitSpec:
-    """The ``[init]`` table: how initial parameters are drawn."""
+    """The ``[init]`` table: how initial parameters are drawn. The weights of a layer
+    with fan-in ``a`` and fan-out ``b`` (1 for the output layer) have standard deviation
+    ``gain / sqrt(a)`` (``lecun``), ``gain * sqrt(2 / a)`` (``he``),
+    ``gain * sqrt(2 / (a + b))`` (``glorot``) or ``std`` (``fixed``)."""
 
+    #: ``normal``, or ``uniform`` with the same standard deviation
     distribution: Literal["normal", "uniform"] = "normal"
+    #: the rule for a layer's standard deviation
     scale: Literal["lecun", "he", "glorot", "fixed"] = "lecun"
+    #: multiplier of the ``lecun``, ``he`` and ``glorot`` rules
     gain: float = 1.0
+    #: the standard deviation of ``scale = "fixed"``
     std: float = 1.0
+    #: ``zeros``, or ``same``: biases drawn like the weights of their layer
     bias: Literal["zeros", "same"] = "zeros"
 
     def check(self):

@@ -29,15 +29,23 @@ from .activations import sigmoid
 
 @dataclass(frozen=True)
 class ObjectiveSpec:
-    """The ``[objective]`` table: loss, conventions and penalties. It says what the
-    objective is; :class:`nnkit.objective.Objective` evaluates it for a batch of
-    networks on a problem."""
+    """The ``[objective]`` table: loss, conventions and penalties,
+    ``E(w) = c * reduce_i L(f(x_i; w), y_i) + l2 * sum(w**2) + l1 * sum(abs(w))``. It
+    says what the objective is; :class:`nnkit.objective.Objective` evaluates it for a
+    batch of networks on a problem."""
 
+    #: ``squared``: ``L(f, y) = (f - y)**2``; ``logistic``: ``log(1 + exp(-y f))``
+    #: with labels -1/+1 (labels 0/1 are mapped to them)
     loss: Literal["squared", "logistic"] = "squared"
+    #: ``reduce``: the ``mean`` or the ``sum`` of the loss over the samples
     reduction: Literal["mean", "sum"] = "mean"
+    #: ``c = 1/2`` when true, else ``c = 1``
     half: bool = False
+    #: coefficient of the L2 penalty ``l2 * sum(w**2)``
     l2: float = 0.0
+    #: coefficient of the L1 penalty ``l1 * sum(abs(w))``
     l1: float = 0.0
+    #: whether the biases are penalised too (else only the weights)
     regularize_bias: bool = False
 
     def check(self):

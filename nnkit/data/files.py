@@ -20,10 +20,17 @@ class File:
     using the training rows only. A relative ``path`` is taken from the experiment
     file's folder."""
 
+    #: the CSV, TSV or Parquet file (required; a relative path is taken from the
+    #: experiment file's folder)
     path: str = ""
+    #: the label column (required)
     target: str = ""
+    #: the input columns (empty: all the other columns)
     features: tuple[str, ...] = ()
+    #: the share of the rows held out at random as the test set
     test_fraction: float = 0.2
+    #: rescale every feature to mean 0 and standard deviation 1 with the training rows'
+    #: statistics
     standardize: bool = True
 
     def check(self):

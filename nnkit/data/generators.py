@@ -29,14 +29,27 @@ class TeacherStudent:
     biases; :mod:`nnkit.objective.population`); the test samples still give the test loss.
     """
 
+    #: input dimension
     d: int = 4
+    #: training samples
     n: int = 200
+    #: test samples
     n_test: int = 1000
+    #: the teacher's hidden units ``k``
     teacher_width: int = 4
+    #: the teacher's activation
     teacher_activation: Literal["relu", "sigmoid", "tanh", "linear"] = "relu"
+    #: ``normal`` (entries ``N(0, 1/d)``) or ``orthonormal`` (needs
+    #: ``teacher_width <= d``)
     teacher_weights: Literal["normal", "orthonormal"] = "normal"
+    #: ``ones`` (``a_j = 1``) or ``normal`` (``a_j ~ N(0, 1/k)``)
     teacher_output: Literal["ones", "normal"] = "ones"
+    #: standard deviation of the Gaussian noise added to the labels
     noise: float = 0.0
+    #: train on the exact expected squared loss over ``x ~ N(0, I_d)`` instead of the
+    #: ``n`` samples (a ReLU teacher without noise; one-hidden-layer ReLU students without
+    #: biases); the ``n`` samples still give ``train_loss``, the ``n_test`` ones the test
+    #: loss
     population: bool = False
 
     def check(self):
@@ -83,8 +96,11 @@ class Xor:
     jitter ``noise``. Labels: ``01`` (0 when the signs agree, else 1) or ``pm1``
     (-1 / +1). The test set is the four clean points."""
 
+    #: copies of each of the four points
     repeat: int = 1
+    #: standard deviation of the Gaussian jitter of the inputs
     noise: float = 0.0
+    #: ``01`` (0 when the signs agree, else 1) or ``pm1`` (-1 / +1)
     labels: Literal["01", "pm1"] = "01"
 
     def check(self):
@@ -107,11 +123,17 @@ def xor(o: Xor, rng) -> Dataset:
 class Sine:
     """1-D regression ``y = sin(frequency * x) + noise``, ``x ~ U(low, high)``."""
 
+    #: training samples
     n: int = 64
+    #: test samples
     n_test: int = 256
+    #: the lower end of the range of ``x`` (default: -pi)
     low: float = -3.141592653589793
+    #: the upper end of the range of ``x`` (default: pi)
     high: float = 3.141592653589793
+    #: ``frequency`` in ``sin(frequency * x)``
     frequency: float = 1.0
+    #: standard deviation of the Gaussian noise added to the labels
     noise: float = 0.0
 
     def check(self):
@@ -135,10 +157,15 @@ class Blobs:
     """Binary classification: two Gaussian blobs with centres ``+-separation/2 * u`` for
     a random unit vector ``u``, each with standard deviation ``std``; labels -1 / +1."""
 
+    #: input dimension
     d: int = 2
+    #: training samples
     n: int = 200
+    #: test samples
     n_test: int = 1000
+    #: the distance between the two centres
     separation: float = 3.0
+    #: the standard deviation of each blob
     std: float = 1.0
 
     def check(self):

@@ -31,7 +31,8 @@ MINIMA_KINDS = ("strict minimum", "degenerate minimum")
 
 @dataclass(frozen=True)
 class AnalysisConfig:
-    """Mapping the minima after training (``enabled``; ``nnkit minima RUN`` redoes it).
+    """The ``[analysis]`` table: mapping the minima after training (``enabled``;
+    ``nnkit minima RUN`` redoes it).
 
     ``descend``: first carry each final point on downhill with damped Newton steps
     (:mod:`nnkit.landscape.descent`) until its gradient norm is at most
@@ -55,19 +56,43 @@ class AnalysisConfig:
     ``orbit`` of minima.parquet, ``spurious_orbits`` in the landing table.
     """
 
+    #: analyse when ``nnkit run`` finishes (``nnkit minima RUN`` does it any time)
     enabled: bool = False
+    #: before polishing, carry each final point on downhill with damped saddle-free
+    #: Newton steps (exact Hessian) to a gradient norm of ``descend_tol``: for runs that
+    #: stopped far from a minimum
     descend: bool = False
+    #: the gradient norm at which descent stops
     descend_tol: float = 1e-8
+    #: the most descent steps per init
     descend_steps: int = 200
+    #: polish each final point before classifying it
     polish: bool = True
+    #: the gradient norm a point must reach to count as a critical point
     grad_tol: float = 1e-10
+    #: polishing steps per init, at most
     polish_steps: int = 100
+    #: a point that polishing moves further than this (relative to
+    #: ``max(1, norm(theta))``) is "not converged": the critical point it reached is not
+    #: the one training approached
     polish_radius: float = 0.05
+    #: Hessian eigenvalues within this times the largest in magnitude count as zero
     eig_tol: float = 1e-7
+    #: two minima are one only if their losses differ by at most this (relative to
+    #: ``max(1, abs(loss))``)
     loss_tol: float = 1e-8
+    #: ... and, for strict minima, their canonical forms by at most this (relative to
+    #: ``max(1, norm(theta))``)
     distance_tol: float = 1e-4
+    #: a minimum within this of ``optimum`` (relative to ``max(1, abs(optimum))``) is
+    #: global
     global_tol: float = 1e-6
+    #: the known optimal loss (0 for a realisable teacher); ``-inf``: unknown, the
+    #: lowest minimum found stands for it
     optimum: float = -math.inf
+    #: also count minima modulo a symmetry group of the problem: ``teacher_permutations``
+    #: (the population loss against an orthonormal teacher with equal output weights);
+    #: adds ``orbit`` to minima.parquet and ``spurious_orbits`` to the landing table
     problem_symmetry: Literal["none", "teacher_permutations"] = "none"
 
     def check(self):

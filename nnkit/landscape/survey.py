@@ -67,35 +67,71 @@ class LandscapeConfig:
     directions and probes.
     """
 
+    #: survey when ``nnkit run`` has analysed (needs ``analysis.enabled``;
+    #: ``nnkit landscape RUN`` does it any time)
     enabled: bool = False
+    #: the tools to run (``graph`` needs ``paths``)
     tools: tuple[Tool, ...] = ("barriers", "paths", "graph", "slices")
+    #: the most frequent minima of each point that take part
     max_minima: int = 30
+    #: ``nearest``: each minimum with its ``neighbours`` nearest (aligned distance);
+    #: ``all``: every pair
     pairs: Literal["nearest", "all"] = "nearest"
+    #: nearest neighbours per minimum
     neighbours: int = 2
+    #: the most pairs, nearest first
     max_pairs: int = 100
+    #: points on each straight line
     line_points: int = 33
     # the settings of the bands and transition states have their defaults in one place
+    #: images per band, the two minima included
     images: int = connect.PathSettings.images
+    #: spring constant, relative to the curvature of the straight band (largest Hessian
+    #: eigenvalue by power iteration)
     spring: float = connect.PathSettings.spring
+    #: a band is converged when its largest force is at most this
     neb_tol: float = connect.PathSettings.neb_tol
+    #: the most FIRE steps of a band at its full ``images`` (the coarse band before it
+    #: takes at most half as many)
     neb_steps: int = connect.PathSettings.neb_steps
+    #: the gradient norm a transition state must reach
     ts_tol: float = connect.PathSettings.ts_tol
+    #: the most eigenvector-following steps per transition state
     ts_steps: int = connect.PathSettings.ts_steps
+    #: rounds of bands: the minima found in one are connected to the ends of their band
+    #: in the next
     rounds: int = connect.PathSettings.rounds
+    #: energy levels of the disconnectivity graph
     levels: int = 20
+    #: the highest level (``inf``: just above the highest transition state)
     top: float = math.inf
+    #: the spacing of the levels (0: evenly down to the lowest minimum)
     spacing: float = 0.0
+    #: the graph keeps the minima with at least this many transition states
     min_connections: int = 1
+    #: the graph is the component of this minimum id (-1: the lowest)
     reference: int = -1
+    #: ``random`` (filter-normalised directions), ``hessian`` (the two softest
+    #: eigenvectors, times ``max(1, norm(theta))``) or ``minima`` (the plane through the
+    #: three most frequent; ``slice_span`` and ``slice_minimum`` do not apply)
     slice: Literal["random", "hessian", "minima"] = "random"
+    #: the minimum id the slice is centred on (-1: the most frequent)
     slice_minimum: int = -1
+    #: grid points per axis of the slice
     slice_points: int = 41
+    #: the slice's grid runs from ``-slice_span`` to ``slice_span``
     slice_span: float = 1.0
+    #: inits trained again for their paths (the first of the point)
     trajectory_inits: int = 4
+    #: parameter snapshots per path (log-spaced steps, and the end)
     trajectory_points: int = 50
+    #: the most frequent minima whose spectral density is estimated
     density_minima: int = 3
+    #: Lanczos steps of stochastic Lanczos quadrature
     density_steps: int = 30
+    #: random probes of stochastic Lanczos quadrature
     density_probes: int = 10
+    #: draws the random directions and probes
     seed: int = 0
 
     def check(self):

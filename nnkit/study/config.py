@@ -35,16 +35,25 @@ from ..training.loop import TrainConfig
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """``hidden``: widths of the hidden layers. ``activation`` and ``bias``: one value for
+    """The ``[model]`` table: a multilayer perceptron with one output.
+
+    ``hidden``: widths of the hidden layers. ``activation`` and ``bias``: one value for
     every hidden layer or a list with one per layer. ``output``: ``trained`` output
     weights, or ``fixed`` ones all equal to ``output_value``."""
 
+    #: widths of the hidden layers
     hidden: tuple[int, ...] = (4,)
+    #: the hidden layers' activation: one name, or a list with one per hidden layer
     activation: str | tuple[str, ...] = "relu"
+    #: hidden-layer biases: one flag, or a list with one per hidden layer
     bias: bool | tuple[bool, ...] = True
+    #: ``trained`` output weights, or ``fixed`` ones all equal to ``output_value``
     output: Literal["trained", "fixed"] = "trained"
+    #: the output weight of ``output = "fixed"``
     output_value: float = 1.0
+    #: a trained output bias (needs ``output = "trained"``)
     output_bias: bool = False
+    #: the slope of ``leaky_relu`` on the negative side
     leaky_slope: float = 0.01
 
     def check(self):
@@ -72,15 +81,24 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """How the work is cut: ``chunk_size`` inits at a time (0: as many as fit in
-    ``memory_mb``), on ``backend``; here, or as tasks on the Dask scheduler at
-    ``scheduler`` (an address such as ``tcp://host:8786``), or on a ``LocalCluster`` of
-    ``workers`` processes started for the run (0: none)."""
+    """The ``[run]`` table, how the work is cut: ``chunk_size`` inits at a time (0: as
+    many as fit in ``memory_mb``), on ``backend``; here, or as tasks on the Dask
+    scheduler at ``scheduler`` (an address such as ``tcp://host:8786``), or on a
+    ``LocalCluster`` of ``workers`` processes started for the run (0: none)."""
 
+    #: the backend the inits train on; ``auto``: the fastest one usable on this machine
+    #: (``nnkit backends`` lists them)
     backend: str = "auto"
+    #: inits per chunk; 0 picks it from ``memory_mb``
     chunk_size: int = 0
+    #: memory budget of one chunk on the CPU, in MB (the GPU backends use 60% of the
+    #: device's free memory)
     memory_mb: int = 512
+    #: address of a Dask scheduler (``tcp://host:8786``): the chunks train on its
+    #: workers (empty: not on a remote cluster)
     scheduler: str = ""
+    #: train on a Dask ``LocalCluster`` of this many worker processes started for the
+    #: run (0: in this process)
     workers: int = 0
 
     def check(self):
@@ -96,20 +114,40 @@ class RunConfig:
 
 @dataclass(frozen=True)
 class Experiment:
-    """One fully resolved experiment (a single point of a sweep)."""
+    """One fully resolved experiment (a single point of a sweep): the top-level keys
+    ``name``, ``seed`` and ``inits``, and one dataclass per table."""
 
+    #: results go to ``results/<name>/<run-id>/`` (in a file: the file's name unless
+    #: set)
     name: str
+    #: seeds the data and every init's stream
     seed: int = 0
+    #: number of random initialisations R (of every sweep point)
     inits: int = 100
+    #: where the data come from (``kind`` in ``[data]``); the other keys of ``[data]``
+    #: depend on it
     data_kind: str = "teacher_student"
+    #: the ``[data]`` table: the options of ``data_kind`` (its dataclass in
+    #: :data:`nnkit.data.KINDS`)
     data: Any = field(default_factory=data.TeacherStudent)
+    #: the ``[model]`` table
     model: ModelConfig = field(default_factory=ModelConfig)
+    #: the ``[objective]`` table
     objective: ObjectiveSpec = field(default_factory=ObjectiveSpec)
+    #: the ``[init]`` table
     init: InitSpec = field(default_factory=InitSpec)
+    #: the ``[train]`` table
     train: TrainConfig = field(default_factory=TrainConfig)
+    #: the ``[run]`` table
     run: RunConfig = field(default_factory=RunConfig)
+    #: the ``[analysis]`` table
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    #: the ``[landscape]`` table
     landscape: LandscapeConfig = field(default_factory=LandscapeConfig)
+    #: the ``[sweep]`` table's lists of values, each for a dotted key such as
+    #: ``"train.lr"`` or ``"model.hidden"`` (any key but ``run.*`` and ``data.kind``);
+    #: every point of the sweep is one experiment, and ``runs.parquet`` gets a column
+    #: per swept key
     sweep: tuple[tuple[str, tuple], ...] = ()
     #: ``product``: every combination of the swept values; ``zip``: the i-th values of
     #: every key together (all lists of one length)

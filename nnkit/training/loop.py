@@ -45,23 +45,39 @@ MAX_HISTORY = 10**6
 @dataclass(frozen=True)
 class TrainConfig:
     """The ``[train]`` table: gradient descent and its stopping rules, applied to each
-    init separately."""
+    init separately. At each step every running init is checked, then updated; it stops
+    as ``diverged`` (a non-finite value, or a loss above ``max_loss``), ``converged``
+    (gradient norm at most ``grad_tol``), ``target`` (loss at most ``loss_target``) or
+    ``max_steps``."""
 
+    #: ``gd``, ``momentum`` (``b = mu b + g; w -= lr b``), ``nesterov``
+    #: (``w -= lr (g + mu b)``) or minibatch ``sgd``
     method: Literal["gd", "momentum", "nesterov", "sgd"] = "gd"
-    #: a number, or "auto": each init's step from the curvature at its start point
-    #: (:func:`nnkit.training.safeguards.auto_steps`)
+    #: the step size: a number, or "auto": each init's step from the curvature at its
+    #: start point (:func:`nnkit.training.safeguards.auto_steps`: ``1 / lambda_max`` of
+    #: the Hessian rounded down to a power of two, at most 1)
     lr: float | Literal["auto"] = 0.1
+    #: ``mu`` of ``momentum`` and ``nesterov``
     momentum: float = 0.9
+    #: the SGD minibatch; each init reshuffles every epoch with its own stream, and the
+    #: stopping rules use the full-batch objective at the end of every epoch
     batch_size: int = 32
+    #: the most updates of an init
     max_steps: int = 1000
+    #: stop as ``converged`` at a gradient norm of at most this (0: never)
     grad_tol: float = 1e-8
+    #: stop as ``target`` at a loss of at most this
     loss_target: float = 0.0
+    #: stop as ``diverged`` at a loss above this
     max_loss: float = 1e10
+    #: record the loss and gradient norm at about this many log-spaced steps (0: off)
     history: int = 0
+    #: the precision of training (inits are always drawn in float64)
     dtype: Literal["float64", "float32"] = "float64"
     #: times an init that ends with a status in ``restart_on`` starts again from its
     #: start point with half its previous step (0: never)
     restarts: int = 0
+    #: the statuses that restart an init
     restart_on: tuple[Literal["diverged", "max_steps"], ...] = ("diverged",)
 
     def check(self):
