@@ -3,6 +3,7 @@ with a description, its default is the dataclass default, and the page names the
 
 import dataclasses
 import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -88,3 +89,12 @@ def test_markdown_names_every_key():
         assert f"## `[{section}]`" in page
     for kind in data.KINDS:
         assert f'### `kind = "{kind}"`' in page
+
+
+def test_the_committed_config_page_is_current():
+    """nnkit/docs/config.md is committed for readers of the repository; a docs build
+    rewrites it, and this test fails when a change to the schema did not."""
+    path = Path(__file__).resolve().parents[1] / "nnkit" / "docs" / "config.md"
+    assert path.read_text(encoding="utf-8") == reference.page(), (
+        "nnkit/docs/config.md is stale: python -m nnkit.study.reference nnkit/docs/config.md"
+    )

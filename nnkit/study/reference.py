@@ -217,6 +217,16 @@ def markdown() -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+#: the first line of the documentation's config page
+PAGE_HEADER = ("% generated from nnkit.study.reference.markdown(): do not edit. A docs build rewrites it;\n"
+               "% python -m nnkit.study.reference nnkit/docs/config.md does too (a test checks it is current)\n\n")  # fmt: skip
+
+
+def page() -> str:
+    """The documentation's config page: :data:`PAGE_HEADER` and :func:`markdown`."""
+    return PAGE_HEADER + markdown()
+
+
 def _table(rows: list[Key]) -> list[str]:
     out = ["| key | type | default | description |", "|---|---|---|---|"]
     for k in rows:
@@ -237,3 +247,11 @@ def _rest(text: str) -> str:
     """reST inline markup as Markdown: ``code`` and :role:`target` become `code`."""
     text = re.sub(r":[a-z:]+:`~?([^`<]+?)(?:\s*<[^>]*>)?`", r"`\1`", text)
     return re.sub(r"``(.+?)``", r"`\1`", " ".join(text.split()))
+
+
+if __name__ == "__main__":  # pragma: no cover - the command the page header names
+    import sys
+
+    from pathlib import Path
+
+    Path(sys.argv[1]).write_text(page(), encoding="utf-8")

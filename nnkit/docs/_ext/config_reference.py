@@ -1,7 +1,8 @@
 """The experiment file's reference, from the config dataclasses themselves:
 
-* ``config.md`` is written from :func:`nnkit.study.reference.markdown` when a build
-  starts, so that the page is always the schema of the code being documented;
+* ``config.md`` is written from :func:`nnkit.study.reference.page` when a build
+  starts, so that the page is always the schema of the code being documented (the
+  page is committed too, for readers of the repository: a test checks it is current);
 * on the API page, a config dataclass (every field with a ``#:`` comment) is shown
   without its constructor's signature: its fields follow, each with its type, default
   and description.
@@ -10,16 +11,13 @@
 import dataclasses
 from pathlib import Path
 
-HEADER = "% generated from nnkit.study.reference.markdown() at every build: do not edit\n\n"
-
-
 def write_reference(app) -> None:
     """Write ``config.md`` into the source folder, only when its text has changed (an
     unchanged page is not read again)."""
     from nnkit.study import reference
 
     path = Path(app.srcdir) / "config.md"
-    text = HEADER + reference.markdown()
+    text = reference.page()
     if not path.is_file() or path.read_text(encoding="utf-8") != text:
         path.write_text(text, encoding="utf-8")
 
