@@ -8,7 +8,8 @@ The flow of a study, each stage a function of the ones before it::
       -> landscape (certify, dedupe the minima; then barriers, paths, transition
          states, graphs, slices between them) -> report (tables, figures)
 
-:func:`run_experiment` runs all of it; :func:`load` reads a run back.
+:func:`run_experiment` runs all of it; :func:`load` reads a run back; :func:`write_report`
+writes its report.
 """
 
 from . import backends
@@ -23,6 +24,7 @@ from .errors import ConfigError, UserError
 from .landscape import AnalysisConfig, LandscapeConfig, analyse, certify, polish
 from .objective import Objective, Problem, make_objective
 from .pipeline import analyse_run, landscape_run, run_experiment, write_figures
+from .report.page import write_report
 from .runs import Run, load
 from .study import Experiment
 from .study import load as load_experiment
@@ -33,5 +35,5 @@ __all__ = [
     "Objective", "ObjectiveSpec", "Problem", "Run", "Stop", "Task", "TrainConfig", "TrainResult",
     "UserError", "__version__", "analyse", "analyse_run", "backends", "certify", "init_batch",
     "landscape_run", "load", "load_experiment", "make_dataset", "make_objective", "polish", "run_experiment",
-    "train", "train_chunk", "write_figures",
+    "train", "train_chunk", "write_figures", "write_report",
 ]  # fmt: skip

@@ -144,8 +144,10 @@ def main():
 @click.option("--json", "as_json", is_flag=True,
               help="Print the summary as one JSON object (that of nnkit show --json) instead of tables.")
 @click.option("--wide", is_flag=True, help="Print the summary tables with every column, however wide.")
+@click.option("--report", "with_report", is_flag=True,
+              help="Write RUN/report.html and RUN/report.md at the end (as nnkit report RUN).")
 def run(experiment_file, overrides, inits, backend, results_dir, run_id, resume, scheduler, workers, quiet,
-        as_json, wide):  # fmt: skip
+        as_json, wide, with_report):  # fmt: skip
     """Train every init of EXPERIMENT.toml and write results/<experiment>/<run-id>/."""
     from .pipeline import Interrupted, run_experiment
     from .runs import load
@@ -178,6 +180,10 @@ def run(experiment_file, overrides, inits, backend, results_dir, run_id, resume,
         click.echo(f"\ninterrupted: {hint}", err=True)
         sys.exit(130)
     result = load(path)
+    if with_report:
+        from .report.page import write_report
+
+        write_report(result)
     if as_json:
         _print_json(result.to_dict())
         return
@@ -186,6 +192,8 @@ def run(experiment_file, overrides, inits, backend, results_dir, run_id, resume,
     else:
         for paragraph in result.diagnosis():
             click.echo(f"warning: {paragraph}", err=True)
+    if with_report and not quiet:
+        click.echo(f"report: {path / 'report.html'}")
     click.echo(str(path))
 
 
@@ -238,6 +246,23 @@ def show(run_dir, as_json, wide):
         _print_json(run.to_dict())
     else:
         _print_summary(run, wide)
+
+
+@main.command()
+@click.argument("run_dir", metavar="RUN", type=RUN)
+@click.option("--out", default=None, metavar="DIR", type=click.Path(file_okay=False),
+              help="Write the two files into DIR instead of RUN (report.md then links RUN's figures).")
+def report(run_dir, out):
+    """Write the report of the finished run RUN: RUN/report.html, one self-contained page
+    (figures embedded, nothing fetched from a network) to open in a browser or send,
+    and RUN/report.md, its Markdown twin. Both hold the experiment in words, where the
+    inits ended, the minima, every figure (the landscape's when surveyed) and how to
+    reproduce the run. Prints the paths of both."""
+    from .report.page import write_report
+    from .runs import load
+
+    for path in write_report(load(run_dir), out):
+        click.echo(str(path))
 
 
 @main.command()

@@ -350,7 +350,7 @@ def _density(out, objective, minima, theta, ids, cfg, analysis, retrain, note, n
         exact = eigh(objective.hessian(at[:1]), vectors=False)[0]
     first = spectral.SpectralDensity(found.nodes[:1], found.weights[:1], found.size)
     fig = spectral.figure(first, exact=exact)
-    fig.axes[0].set_title(f"Hessian spectral density at minimum {ids[top[0]]} (stochastic Lanczos quadrature: "
+    fig.axes[0].set_title(f"Hessian spectral density at minimum {ids[top[0]]}\n(stochastic Lanczos quadrature: "
                           f"{cfg.density_steps} steps, {cfg.density_probes} probes)", fontsize=8)  # fmt: skip
     out.figures["density"] = fig
 

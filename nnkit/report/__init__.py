@@ -1,2 +1,3 @@
 """What a run shows: the tables ``nnkit show`` prints (:mod:`.tables`) and the figures
-(:mod:`.figures`), from a run's tables. Nothing here reads or writes files."""
+(:mod:`.figures`), from a run's tables; and its report (:mod:`.page`), the one module
+here that writes files: ``RUN/report.html`` and ``RUN/report.md``."""

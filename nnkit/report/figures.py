@@ -140,7 +140,7 @@ def spectra(run, point=None, ax=None, top: int = 5):
         ax.set_ylabel("Hessian eigenvalue", fontsize=8)
         ax.legend(fontsize=6)
 
-    title = f"{run.name}: Hessian spectra of the {top} most frequent minima"
+    title = f"{run.name}: Hessian spectra\nof the {top} most frequent minima"
     return _per_point(run, minima, point, ax, draw, title)
 
 
