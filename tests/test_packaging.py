@@ -63,3 +63,16 @@ def test_import_pulls_in_neither_cupy_nor_numba_nor_matplotlib_nor_scipy():
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_ci_runs_the_readme_test_command_and_builds_the_docs():
+    """The README's fresh-machine test command is the one CI runs, so that it stays true."""
+    readme = (ROOT / "README.md").read_text()
+    blocks = readme.split("```")[1::2]
+    commands = [b.strip() for b in blocks if "pytest" in b and "venv" in b]
+    assert commands, "the README gives no test command"
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert commands[0] in ci
+    assert "sphinx -W" in ci and "nnkit/docs" in ci
+    first = [b.strip() for b in blocks][:3]
+    assert any("nnkit run experiments/quickstart.toml" in b for b in first[:2]), first
