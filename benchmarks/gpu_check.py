@@ -183,7 +183,7 @@ def _run_tests(log, timeout: float) -> tuple[bool, str]:
     present = [name for name in TESTS if (ROOT / name).is_file()]
     if not present:
         return True, f"tests: none of {', '.join(TESTS)} in this checkout"
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *present, "-m", "not slow"]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", *present, "-m", "not slow"]
     env = {**os.environ, "NNKIT_TEST_GPU": "1"}
     log("NNKIT_TEST_GPU=1 " + " ".join(cmd[1:]))
     try:

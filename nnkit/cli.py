@@ -423,7 +423,7 @@ def backends_cmd(as_json):
 @click.option("--json", "as_json", is_flag=True, help="A JSON list, one object per run.")
 def ls_cmd(results_dir, as_json):
     """List the runs under RESULTS (default: results), oldest first: status (finished,
-    running, interrupted: resume it, damaged), the stages done (trained, minima,
+    running, interrupted: resume it, damaged), the stages done after training (minima,
     landscape), size, backend, start and training time."""
     import json
 
@@ -441,11 +441,11 @@ def ls_cmd(results_dir, as_json):
         from .report import terminal
 
         shown = table.astype(object).where(table.notna(), "-")
-        block, left_out = terminal.fit(shown, terminal.width(), drop=["seconds", "backend", "points", "created"],
+        block, left_out = terminal.fit(shown, terminal.width(), drop=["created", "seconds", "backend", "points"],
                                        left=("run", "status", "stages", "backend", "created"))  # fmt: skip
         click.echo(block)
         if left_out:
-            click.echo(f"(left out to fit {terminal.width()} columns: {', '.join(left_out)}; --json has every column)")
+            click.echo(terminal.note(left_out, terminal.width(), "--json has every column"))
 
 
 def _print_json(value) -> None:
@@ -482,8 +482,10 @@ def _blocks(run, limit):
 
 
 def _paragraphs(run, heading) -> list[str]:
+    from .report import terminal
+
     def fill(text):
-        return "\n" + textwrap.fill(text, 100)
+        return "\n" + textwrap.fill(text, min(100, terminal.width()))
 
     if heading in ("", "training:"):
         return [fill(p) for p in run.training_diagnosis()]

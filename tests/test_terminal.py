@@ -42,6 +42,12 @@ objective.l2 = [0.0, 0.001]
 """
 
 
+@pytest.fixture(autouse=True)
+def no_columns(monkeypatch):
+    """Tables fitted to 100 columns, whatever the shell running the tests says."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+
+
 @pytest.fixture(scope="module")
 def analysed(tmp_path_factory):
     """An analysed sweep of two points under ``ROOT/results``: (root, run folder)."""
@@ -66,6 +72,15 @@ def test_show_fits_100_columns_and_says_what_it_left_out(analysed):
     headers = [line for line in lines if line.startswith(" point")]
     assert len(headers) == 4 and sum("objective.l2" in line for line in headers) == 1
     assert any("spurious_fraction" in line for line in lines) and not any("spurious_low" in line for line in lines)
+
+
+def test_columns_sets_the_width(analysed, monkeypatch):
+    _, run_dir = analysed
+    monkeypatch.setenv("COLUMNS", "80")
+    lines = invoke("show", run_dir).stdout.splitlines()
+    assert max(map(len, lines)) <= 80, max(lines, key=len)
+    monkeypatch.setenv("COLUMNS", "300")
+    assert "left out" not in invoke("show", run_dir).stdout
 
 
 def test_show_wide_has_every_column(analysed):
@@ -162,7 +177,7 @@ def test_ls_lists_every_run_with_its_status(analysed, tmp_path):
 
     rows = {row["run"]: row for row in json.loads(invoke("ls", results, "--json").stdout)}
     assert rows[f"wide/{run_dir.name}"]["status"] == "finished"
-    assert rows[f"wide/{run_dir.name}"]["stages"] == "trained, minima"
+    assert rows[f"wide/{run_dir.name}"]["stages"] == "minima"
     assert rows["wide/20261203-111111-beef"]["status"] == "interrupted"
     assert rows["other/20261203-121212-0000"]["status"] == "damaged"
     assert len(rows) == 3

@@ -4,7 +4,10 @@ table) until it fits. The files of the run keep every column."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
+import textwrap
 
 import pandas as pd
 
@@ -24,8 +27,19 @@ _INTERVALS = {"spurious_fraction": "spurious", "fraction": "fraction"}
 
 
 def width() -> int:
-    """The width to fit: the terminal's (``COLUMNS`` when set), else :data:`WIDTH`."""
-    return max(60, shutil.get_terminal_size((WIDTH, 24)).columns)
+    """The width to fit: ``COLUMNS`` when set, else the terminal's when the output is
+    one, else :data:`WIDTH`; never below 60."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit():
+        return max(60, int(columns))
+    if sys.stdout.isatty():
+        return max(60, shutil.get_terminal_size((WIDTH, 24)).columns)
+    return WIDTH
+
+
+def note(left_out, limit: int, where: str = "nnkit show --wide shows every column") -> str:
+    """The line below a cut table naming the columns left out, wrapped to ``limit``."""
+    return textwrap.fill(f"(left out to fit {limit} columns: {', '.join(left_out)}; {where})", limit)
 
 
 def text(frame: pd.DataFrame, left=()) -> str:
@@ -108,6 +122,6 @@ def tables(run, limit: int | None = None) -> list[tuple[str, str]]:
         shown = merge_intervals(frame.drop(columns=[k for k in keys if k in frame.columns]))
         block, left_out = fit(shown, limit, DROP.get(name, ()))
         if left_out:
-            block += f"\n(left out to fit {limit} columns: {', '.join(left_out)}; nnkit show --wide shows every column)"
+            block += "\n" + note(left_out, limit)
         out.append((headings[name], block))
     return out

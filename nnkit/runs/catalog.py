@@ -66,15 +66,14 @@ def status(folder: RunFolder) -> tuple[str, dict]:
 
 
 def stages(folder: RunFolder) -> str:
-    """The stages whose results the run folder holds, e.g. ``trained, minima``."""
+    """The stages after training whose results the finished run folder holds:
+    ``minima``, ``minima, landscape``, or ``trained`` when there are none."""
     names = []
-    if folder.runs_file.is_file():
-        names.append("trained")
     if folder.analysis_file.is_file():
         names.append("minima")
-    if folder.landscape_file.is_file():
-        names.append("landscape")
-    return ", ".join(names) or "-"
+        if folder.landscape_file.is_file():
+            names.append("landscape")
+    return ", ".join(names) or "trained"
 
 
 def listing(results="results") -> pd.DataFrame:
