@@ -90,21 +90,26 @@ def test_runs_through_the_pipeline_match_the_reference(tmp_path):
 @pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", "linear", "softplus", "leaky_relu"])
 @pytest.mark.parametrize("loss", ["squared", "logistic"])
 def test_the_wide_path_matches_the_reference(monkeypatch, activation, loss):
-    """One hidden layer through the GEMM path (two BLAS products with the shared data,
-    two generated passes between them): value and gradient as the NumPy reference,
-    with and without biases and a trained output, in float64 and float32; training
-    with it is not fused (every step a call)."""
+    """One hidden layer through the GEMM path (two BLAS products with the shared data
+    per block of networks and tile of samples, one generated pass between them): value
+    and gradient as the NumPy reference, with and without biases and a trained output,
+    in float64 and float32, in one tile and cut into uneven blocks (3 + 2 networks) and
+    tiles (16 + 16 + 5 samples); training with it is not fused (every step a call)."""
     from nnkit.backends import numba_wide
     from nnkit.training import TrainConfig
 
     monkeypatch.setattr(numba_wide, "WIDE_MIN", 1)
     be = backends.get("numba")
-    for bias, trained in ((True, True), (False, True), (True, False)):
-        problem = make_problem(activation=activation, widths=(7,), d=5, n=11, R=5, bias=bias,
-                               output_trained=trained, loss=loss, l2=0.01)  # fmt: skip
-        kernel = be.kernel(problem[0], problem[1])
-        assert kernel._wide is not None and not kernel.fuses(TrainConfig())
-        matches_reference(be, problem, rtol=1e-12)
-        matches_reference(be, problem, rtol=1e-5, dtype=np.float32)
+    for columns, tile_bytes, n in ((256, 1 << 20, 11), (15, 1, 37)):
+        monkeypatch.setattr(numba_wide, "MIN_COLUMNS", columns)
+        monkeypatch.setattr(numba_wide, "TILE_BYTES", tile_bytes)
+        assert numba_wide.tiling(5, n, 7, 8) == ((5, 11) if n == 11 else (3, 16))
+        for bias, trained in ((True, True), (False, True), (True, False)):
+            problem = make_problem(activation=activation, widths=(7,), d=5, n=n, R=5, bias=bias,
+                                   output_trained=trained, loss=loss, l2=0.01)  # fmt: skip
+            kernel = be.kernel(problem[0], problem[1])
+            assert kernel._wide is not None and not kernel.fuses(TrainConfig())
+            matches_reference(be, problem, rtol=1e-12)
+            matches_reference(be, problem, rtol=1e-5, dtype=np.float32)
     deep = make_problem(activation=activation, widths=(4, 3), d=5, n=11, R=3, loss=loss)
     assert be.kernel(deep[0], deep[1])._wide is None  # two hidden layers: the fused kernel

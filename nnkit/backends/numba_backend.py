@@ -52,13 +52,23 @@ class NumbaBackend(Backend):
         #: chunks are cut in whole blocks of lanes, one per thread
         self.chunk_multiple = numba_codegen.LANES * self.threads
         self._pool = None
+        self._blas = None
 
     def stored_per_sample(self, model, sgd):
-        from . import numba_wide
+        return 0  # fused kernels and the wide path's tiles: a chunk needs room for parameters only
 
-        if not sgd and numba_wide.wide(model):
-            return model.layout.widths[0]  # the wide path keeps Z (n, R k)
-        return 0  # fused kernels: a chunk needs room for parameters only
+    def one_blas_thread(self):
+        """A context in which NumPy's BLAS runs in the calling thread only, for work
+        that is spread over the cores by :meth:`run_threads` already."""
+        import contextlib
+
+        if self.threads == 1:
+            return contextlib.nullcontext()
+        if self._blas is None:
+            from threadpoolctl import ThreadpoolController
+
+            self._blas = ThreadpoolController()
+        return self._blas.limit(limits=1, user_api="blas")
 
     def split(self, blocks: int) -> list[tuple[int, int]]:
         """``blocks`` cut into at most one contiguous range per thread."""
@@ -101,7 +111,8 @@ class NumbaKernel(ReferenceKernel):
         from . import numba_wide
 
         #: one hidden layer wide enough for GEMMs with the shared data (:mod:`.numba_wide`)
-        self._wide = numba_codegen.load_source(numba_wide.source(model.activation(1))) if numba_wide.wide(model) else None
+        self._wide = (numba_codegen.load_source(numba_wide.source(model.activation(1), spec.loss))
+                      if numba_wide.wide(model) else None)  # fmt: skip
         backend.compile_seconds += time.perf_counter() - started
 
     def value(self, theta, X, y):
@@ -123,15 +134,20 @@ class NumbaKernel(ReferenceKernel):
         compiled (or loaded from the disk cache) for these argument types first, in
         this thread."""
         kernel = getattr(module or self._module, name)
+        self._compile(kernel, name, (*args, 0, 0))
+        self._backend.run_threads(kernel, args, self._backend.split(blocks))
+
+    def _compile(self, kernel, name, args):
+        """``kernel`` compiled (or loaded from the disk cache) for the types of ``args``,
+        once per dtype and process, in this thread."""
         key = (name, args[0].dtype)
         if key not in self._ready:
             from numba import typeof
 
             started = time.perf_counter()
-            kernel.compile(tuple(typeof(a) for a in (*args, 0, 0)))
+            kernel.compile(tuple(typeof(a) for a in args))
             self._backend.compile_seconds += time.perf_counter() - started
             self._ready.add(key)
-        self._backend.run_threads(kernel, args, self._backend.split(blocks))
 
     def value_and_grad(self, theta, X, y):
         if self._wide is not None and np.ndim(X) == 2:
@@ -162,32 +178,28 @@ class NumbaKernel(ReferenceKernel):
         return loss, grad
 
     def _wide_value_and_grad(self, theta, X, y):
-        """:mod:`.numba_wide`: two GEMMs with the shared ``X (n, d)`` and two fused passes."""
+        """:mod:`.numba_wide`: per block of networks and tile of samples, two GEMMs with
+        the shared ``X (n, d)`` and one fused pass, blocks spread over the cores."""
+        from . import numba_wide
+
         lay, dtype = self.layout, theta.dtype
-        R, (k,), n = theta.shape[0], lay.widths, X.shape[0]
-        X = np.asarray(X, dtype=dtype)
-        W = lay.weights(theta, 1)  # (R, d, k)
-        Z = X @ np.ascontiguousarray(W.transpose(1, 0, 2)).reshape(lay.d, R * k)  # (n, R k)
+        R, (k,) = theta.shape[0], lay.widths
+        X = np.ascontiguousarray(X, dtype=dtype)
         b = lay.biases(theta, 1)
-        if b is not None:
-            Z += b.reshape(1, R * k)
-        w_out = (np.ascontiguousarray(lay.view(theta, "W_out")) if lay.output_trained
-                 else np.full((R, k), lay.output_value, dtype=dtype))  # fmt: skip
-        b_out = np.ascontiguousarray(lay.view(theta, "b_out")) if lay.output_bias else np.zeros(R, dtype=dtype)
-        F = np.empty((n, R), dtype=dtype)
-        self._run("outputs", (Z, w_out, b_out, F), R, self._wide)
-        loss, g = self.spec.data_loss(self._xp, F.T, np.asarray(y, dtype=dtype))
-        G = np.ascontiguousarray(g.T)
-        dw_out = np.zeros((R, k), dtype=dtype)
-        self._run("backward", (Z, w_out, G, dw_out), R, self._wide)  # Z is dZ from here
-        grads = {"W1": (X.T @ Z).reshape(lay.d, R, k).transpose(1, 0, 2)}
-        if b is not None:
-            grads["b1"] = Z.sum(axis=0).reshape(R, k)
-        if lay.output_trained:
-            grads["W_out"] = dw_out
-        if lay.output_bias:
-            grads["b_out"] = g.sum(axis=1)
+        w_out = lay.view(theta, "W_out") if lay.output_trained else np.full((R, k), lay.output_value, dtype=dtype)
+        b_out = lay.view(theta, "b_out") if lay.output_bias else np.zeros(R, dtype=dtype)
+        work = numba_wide.Pass(
+            self._wide, X, lay.weights(theta, 1), np.zeros((R, k), dtype=dtype) if b is None else np.ascontiguousarray(b),
+            np.ascontiguousarray(w_out), np.ascontiguousarray(b_out).reshape(R),
+            np.ascontiguousarray(y, dtype=dtype), dtype.type(self.spec.scale(X.shape[0])),
+        )  # fmt: skip
+        self._compile(work.tile, "tile", (X, work.b, work.w_out, work.b_out, work.y, work.scale, work.db[0],
+                                          work.loss, work.db, work.dw_out, work.db_out))  # fmt: skip
+        with self._backend.one_blas_thread():
+            self._backend.run_threads(work.blocks, (), self._backend.split(work.count))
+        grads = {"W1": work.gW, "b1": work.db, "W_out": work.dw_out, "b_out": work.db_out}
         grad = np.concatenate([grads[block.name].reshape(R, block.size) for block in lay.blocks], axis=1)
+        loss = work.scale * work.loss
         if self.spec.has_penalty():
             value, pgrad = self.spec.penalty(self._xp, theta, self.penalty_mask(self._xp, theta))
             loss, grad = loss + value, grad + pgrad
