@@ -113,3 +113,32 @@ def test_the_wide_path_matches_the_reference(monkeypatch, activation, loss):
             matches_reference(be, problem, rtol=1e-5, dtype=np.float32)
     deep = make_problem(activation=activation, widths=(4, 3), d=5, n=11, R=3, loss=loss)
     assert be.kernel(deep[0], deep[1])._wide is None  # two hidden layers: the fused kernel
+
+
+@pytest.mark.parametrize(
+    "widths, activation",
+    [((3,), "tanh"), ((5, 4), "relu"), ((9, 6), ("tanh", "sigmoid"))],
+    ids=["registers", "registers-deep", "sample-blocks"],
+)
+def test_fused_training_sums_as_the_steps_do(widths, activation):
+    """The fused training kernel and ``value_and_grad`` take the shared data through the
+    same sums (every unit in registers for tiny networks, the first layer a few samples
+    at a time otherwise, a number of samples that does not fill the last block): a
+    training step by step ends where the fused one ends, up to the rounding of the
+    update (fused into one multiply-add in the kernel). Summed in different orders, a
+    long training through saddles ended 2% apart."""
+    from conftest import objective_of
+
+    from nnkit.backends import numba_codegen
+    from nnkit.training import TrainConfig, train
+
+    model, obj, theta, X, y = make_problem(R=70, n=11, d=2, seed=5, widths=widths, activation=activation)
+    assert (model.layout.size <= numba_codegen.SCALAR_MAX) == (widths != (9, 6))
+    objective = objective_of(model, obj, X, y, NUMBA)
+    fused_cfg = TrainConfig(lr=0.05, max_steps=400, grad_tol=0.0)
+    stepped_cfg = TrainConfig(lr=0.05, max_steps=400, grad_tol=0.0, history=50)
+    assert objective.fuses(fused_cfg) and not objective.fuses(stepped_cfg)
+    fused = train(objective, theta, fused_cfg)
+    stepped = train(objective, theta, stepped_cfg)
+    np.testing.assert_allclose(fused.theta, stepped.theta, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(fused.loss, stepped.loss, rtol=1e-10)

@@ -169,7 +169,7 @@ class NumbaKernel(ReferenceKernel):
         gT = np.empty_like(thT)
         scale = dtype.type(self.spec.scale(X.shape[-2]))
         args = (thT, np.ascontiguousarray(X3), np.ascontiguousarray(y2), scale, loss, gT)
-        self._run("value_and_grad", args, padded // self._lanes)
+        self._run("value_and_grad" if X.ndim == 2 else "value_and_grad_batches", args, padded // self._lanes)
         loss = loss[:R]
         grad = np.ascontiguousarray(gT[:, :R].T)
         if self.spec.has_penalty():
