@@ -22,15 +22,15 @@ from __future__ import annotations
 
 import numpy as np
 
-#: the wide path is taken for one hidden layer of ``d * k`` at least this (from 500
-#: it is already ahead, see :data:`CROSSOVER`; 1,000 leaves room for a faster fused kernel)
+#: the wide path is taken for one hidden layer of ``d * k`` at least this; see
+#: :data:`CROSSOVER`
 WIDE_MIN = 1000
 #: what :data:`WIDE_MIN` rests on: ``(d, k)`` -> training init-steps/s of the wide path
 #: over the fused kernel's (R = 256, n = 1,000, relu, float64, 20 steps, 2-core AMD EPYC,
 #: 2026-12-03)
 CROSSOVER = {
-    (10, 10): 0.65, (10, 30): 0.75, (20, 25): 1.33, (10, 100): 1.25, (20, 50): 1.77,
-    (25, 80): 2.36, (40, 50): 2.56, (20, 150): 2.15, (50, 100): 2.63,
+    (10, 10): 0.48, (10, 30): 0.66, (20, 25): 0.91, (10, 100): 1.01, (20, 50): 1.10,
+    (25, 80): 1.39, (40, 50): 1.45, (20, 150): 1.34, (50, 100): 2.03,
 }  # fmt: skip
 #: bytes of one tile of ``Z`` (samples x units of a block of networks): half a core's
 #: L2 cache on the machines measured
