@@ -32,7 +32,7 @@ import numpy as np
 
 from ..core import validate
 from ..core.seeding import shuffle_rng
-from ..core.stops import Stop, labels
+from ..core.stops import STATUSES, Stop, labels
 from . import safeguards
 
 #: the largest ``max_steps``: more than any run takes (a year at 3e7 steps per second),
@@ -187,12 +187,22 @@ def _train_one_step(objective, theta0, cfg, seed, ids, on_finish, on_step, snaps
     return _train(objective, theta0, cfg, seed, ids, on_finish, on_step, snapshots)
 
 
+#: the dtype of an array of status labels: as wide as the longest
+_LABEL = np.asarray(STATUSES).dtype
+
+
 def _place(out: TrainResult | None, part: TrainResult, rows, R: int) -> TrainResult:
     """``part`` (the inits ``rows`` of a batch of ``R``) written into ``out``; the
     history of those inits replaced by theirs in ``part``."""
     if out is None:
-        out = TrainResult(np.full((R, part.theta.shape[1]), np.nan), np.full(R, Stop.MAX_STEPS.label, dtype=object),
-                          np.zeros(R, dtype=np.int64), np.full(R, np.nan), np.full(R, np.nan))  # fmt: skip
+        if len(rows) == R and (np.diff(rows) == 1).all() and (R == 0 or rows[0] == 0):
+            # one batch of all the inits (the usual case): nothing to copy; the labels in
+            # an array as wide as the longest, for the restarts to write into
+            part.status = part.status.astype(_LABEL, copy=False)
+            return part
+        status = np.full(R, Stop.MAX_STEPS.label, dtype=_LABEL)  # (an object array is slow to fill)
+        out = TrainResult(np.full((R, part.theta.shape[1]), np.nan), status, np.zeros(R, dtype=np.int64),
+                          np.full(R, np.nan), np.full(R, np.nan))  # fmt: skip
     out.theta[rows], out.status[rows], out.steps[rows] = part.theta, part.status, part.steps
     out.loss[rows], out.grad_norm[rows] = part.loss, part.grad_norm
     if part.history is not None:
