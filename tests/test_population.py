@@ -351,6 +351,45 @@ def test_numba_training_matches_the_numpy_loop(method, trained):
     np.testing.assert_allclose(got.loss[ok], want.loss[ok], atol=1e-12)
 
 
+def test_the_kernels_arctangent_is_atan2_to_rounding():
+    """The polynomial arctangent of the numba kernels (vectorised over lanes) against
+    NumPy's atan2 over twelve decades, at 0, pi/2, pi and where both are zero."""
+    from nnkit.backends import numba_population as kernels
+
+    rng = np.random.default_rng(4)
+    scale = 10.0 ** rng.uniform(-12, 4, size=(2, 50_000))
+    s = np.concatenate([np.abs(rng.normal(size=50_000)) * scale[0], [0.0, 0.0, 0.0, 1.0, 1e-300, 2.0, 3.0]])
+    c = np.concatenate([rng.normal(size=50_000) * scale[1], [0.0, 1.0, -1.0, 0.0, -1.0, 2.0, -3.0]])
+    out = np.empty_like(s)
+    kernels.angles(s, c, out)
+    np.testing.assert_allclose(out, np.arctan2(s, c), rtol=1e-15, atol=1e-15)
+
+
+def test_numba_training_in_lanes_refills_and_ends_as_the_steps_do():
+    """More inits than lanes, stopping at very different steps (some at max_steps): each
+    lane takes the next init when its own stops, the last ones run in fewer lanes, and
+    every init ends as the numpy loop ends it, and as training step by step through the
+    numba value_and_grad does (the same sums, to rounding)."""
+    import dataclasses
+
+    rng = np.random.default_rng(8)
+    d = k = 6
+    lay = layout(d, k, False)
+    problem = population_problem(lay, orthonormal(d, 2))
+    theta0 = rng.normal(size=(150, lay.size)) / np.sqrt(d) * rng.uniform(0.3, 3.0, size=(150, 1))
+    cfg = TrainConfig(lr=0.2, max_steps=1500, grad_tol=1e-7, loss_target=-1.0)
+    fast = make_objective(problem, backends.get("numba"))
+    got = train(fast, theta0, cfg)
+    stepped = train(fast, theta0, dataclasses.replace(cfg, history=500))
+    want = train(make_objective(problem, backends.get("numpy")), theta0, cfg)
+    assert "converged" in got.status and "max_steps" in got.status and len(set(got.steps)) > 50
+    assert list(got.status) == list(stepped.status) and list(got.steps) == list(stepped.steps)
+    np.testing.assert_allclose(got.theta, stepped.theta, rtol=1e-10, atol=1e-13)
+    assert list(got.status) == list(want.status)
+    np.testing.assert_allclose(got.steps, want.steps, atol=2)
+    np.testing.assert_allclose(got.loss, want.loss, rtol=1e-8, atol=1e-14)
+
+
 @pytest.mark.parametrize("d, k, ks, trained, value, b", CASES)
 def test_the_lean_gradient_matches_the_pairwise_form(d, k, ks, trained, value, b):
     """value_and_grad (angles from cosines, (R, k, k + k*) arrays) against the pairwise

@@ -389,8 +389,9 @@ class PopulationObjective(Objective):
             theta, *self._consts(), cfg.lr, cfg.momentum, self.FUSED_METHODS.index(cfg.method), cfg.max_steps,
             cfg.grad_tol, cfg.loss_target, cfg.max_loss, status, steps, loss, norm,
         )  # fmt: skip
-        # inits stop at very different steps: many small ranges keep every thread busy
-        step = max(1, -(-R // (8 * self.backend.threads)))
+        # a range per thread, at most four blocks of lanes each: the pool hands out the
+        # next range to the thread that is done first (inits stop at very different steps)
+        step = max(1, min(-(-R // self.backend.threads), 4 * kernels.L))
         self.backend.run_threads(kernels.train, args, [(a, min(a + step, R)) for a in range(0, R, step)])
         return Fused(theta, status, steps, loss, norm)
 
