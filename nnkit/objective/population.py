@@ -246,32 +246,48 @@ class TeacherStudentPopulation:
         c_j N_ij + sum_j c_j (pi - t_ij) u_j) / (2 pi)``. The angles come from the
         cosines; where that loses digits (``t`` near 0 or pi) the two terms of ``G``
         cancel the error to rounding (the formulas above agree to ~1e-14)."""
-        W, a = self._split(xp, theta)
+        lay = self.layout
+        W = lay.weights(theta, 1)
+        # a fixed output layer is one number: the sums over units need no products then
+        trained = lay.output_trained
+        a = lay.view(theta, "W_out") if trained else float(lay.output_value)
+
+        # sums over the last axis as products with a vector (several times faster)
+        def over_units(M):  # sum_j a_j M_ij
+            if trained:
+                return xp.matmul(M, a[:, :, None])[..., 0]
+            return a * xp.matmul(M, xp.ones(M.shape[-1], dtype=M.dtype))
+
         Wt = xp.permute_dims(W, (0, 2, 1))  # (R, k, d)
         nw = xp.sqrt(xp.sum(Wt * Wt, axis=-1))  # (R, k)
         nv = xp.sqrt(xp.sum(V * V, axis=0))  # (m,)
-        live = xp.astype(nw > 0, theta.dtype)
+        dead = xp.astype(nw == 0, theta.dtype)
         k = W.shape[2]
-        eye = xp.eye(k, dtype=xp.bool)
+        # the diagonal (a unit with itself) and the rest, as factors: products and sums
+        # are several times faster than `where` on these (R, k, k) arrays
+        on = xp.eye(k, dtype=theta.dtype)
+        off = 1.0 - on
 
         def angles(dot, norms):
-            cos = dot / xp.where(norms > 0, norms, 1.0)
-            t = xp.acos(xp.minimum(xp.maximum(cos, -1.0), 1.0))
-            return t, xp.sin(t), (norms * xp.sin(t) + (math.pi - t) * dot) / _TWO_PI
+            cos = xp.clip(dot / (norms + xp.astype(norms == 0, theta.dtype)), -1.0, 1.0)
+            t = xp.acos(cos)
+            sin = xp.sqrt((1.0 - cos) * (1.0 + cos))  # sin t, for t in [0, pi]
+            return t, sin, (norms * sin + (math.pi - t) * dot) / _TWO_PI
 
         ts, ss, Ks = angles(xp.matmul(Wt, W), nw[:, :, None] * nw[:, None, :])
         tt, st, Kt = angles(xp.matmul(Wt, V), nw[:, :, None] * nv)
-        Ks = xp.where(eye, (0.5 * nw * nw)[:, :, None], Ks)  # k(w, w) = |w|^2 / 2
-        Ka = xp.sum(Ks * a[:, None, :], axis=-1)
-        Tb = xp.sum(Kt * b, axis=-1)
+        Ks = Ks * off + (0.5 * nw * nw)[:, :, None] * on  # k(w, w) = |w|^2 / 2
+        Ka = over_units(Ks)
+        Tb = xp.matmul(Kt, b)
         loss = xp.sum(a * (Ka - 2.0 * Tb), axis=-1) + self.teacher_norm
-        Ns = xp.where(eye, 0.0, ss * nw[:, None, :])  # G(w, w) = w / 2: no sine term,
-        Ps = xp.where(eye, math.pi, math.pi - ts)  # and pi - t = pi
-        inv = live / xp.where(nw > 0, nw, 1.0)
-        coef = (xp.sum(Ns * a[:, None, :], axis=-1) - xp.sum(st * nv * b, axis=-1)) * inv  # times w_i
-        Dsum = coef[..., None] * Wt + xp.matmul(Ps * a[:, None, :], Wt) - xp.matmul((math.pi - tt) * b, xp.permute_dims(V, (1, 0)))
-        D = 2.0 * live[..., None] * Dsum / _TWO_PI  # G = 0 for a unit w = 0
-        return loss, a[..., None] * D, 2.0 * (Ka - Tb)
+        Ns = ss * nw[:, None, :] * off  # G(w, w) = w / 2: no sine term,
+        Ps = math.pi - ts * off  # and pi - t = pi
+        inv = (1.0 - dead) / (nw + dead)
+        coef = (over_units(Ns) - xp.matmul(st, nv * b)) * inv  # times w_i
+        PsW = xp.matmul(Ps * a[:, None, :], Wt) if trained else a * xp.matmul(Ps, Wt)
+        Dsum = coef[..., None] * Wt + PsW - xp.matmul((math.pi - tt) * b, xp.permute_dims(V, (1, 0)))
+        D = (2.0 / _TWO_PI) * (1.0 - dead)[..., None] * Dsum  # G = 0 for a unit w = 0
+        return loss, (a[..., None] if trained else a) * D, 2.0 * (Ka - Tb)
 
     def hessian(self, theta):
         """Exact Hessian of the objective, ``(R, P, P)`` (L1 contributes 0 a.e.)."""
