@@ -11,6 +11,9 @@ thread layouts, which path it picks) is tested in that backend's own file.
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -196,3 +199,39 @@ def test_sgd_and_history_take_the_step_by_step_path(backend, name):
         got = train(objective, theta, cfg, seed=2)
         np.testing.assert_allclose(got.theta, ref.theta, rtol=1e-10, atol=1e-12)
         assert (got.history is None) == (ref.history is None)
+
+
+_FAULTS = """
+import resource, numpy as np
+from nnkit import backends
+backends.get("numpy")
+a = np.ones(40_000)  # 320 KB: above glibc's first mmap threshold
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(100):
+    temporaries = [a * 2.0 for _ in range(8)]
+    del temporaries
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc thresholds: Linux only")
+def test_temporaries_reuse_freed_memory_unless_told_not_to():
+    """Once a backend is made, temporaries of a few hundred KB come from memory freed
+    before (a handful of page faults, not one per page each time);
+    ``NNKIT_MALLOC=default`` leaves glibc's behaviour alone."""
+    from nnkit.backends.allocator import keep_freed_memory
+
+    def faults(**env):
+        run = subprocess.run([sys.executable, "-c", _FAULTS], capture_output=True, text=True, check=True,
+                             env={**os.environ, **env})  # fmt: skip
+        return int(run.stdout.split()[-1])
+
+    if not keep_freed_memory():
+        pytest.skip("no glibc mallopt here")
+    kept = faults()
+    assert kept < 1_000, (kept, faults(NNKIT_MALLOC="default"))
+    told = "from nnkit.backends.allocator import keep_freed_memory as k; print(k())"
+    for env, said in (({"NNKIT_MALLOC": "default"}, "False"), ({}, "True")):
+        run = subprocess.run([sys.executable, "-c", told], capture_output=True, text=True, check=True,
+                             env={**os.environ, **env})  # fmt: skip
+        assert run.stdout.strip() == said

@@ -115,5 +115,9 @@ def resolve(name: str) -> str:
 
 def get(name: str = "auto") -> Backend:
     """A ready :class:`Backend` for ``name`` (one of :func:`names`). Raises
-    :class:`BackendError` with one line saying why when it cannot run."""
+    :class:`BackendError` with one line saying why when it cannot run. Raises the
+    process's malloc thresholds first (:mod:`nnkit.backends.allocator`)."""
+    from .allocator import keep_freed_memory
+
+    keep_freed_memory()
     return _module(resolve(name)).make()
