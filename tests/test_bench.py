@@ -279,3 +279,18 @@ def test_the_jax_peer_agrees_with_the_numpy_loop():
 def test_the_population_case_runs_alone():
     result = CliRunner().invoke(main, ["bench", "--case", "P14", "--case", "B1"])
     assert result.exit_code == 2 and "on their own" in result.stderr
+
+
+def test_rounds_time_every_implementation_in_turn():
+    """Warm-ups first, then one timed run of each implementation per round; a worker
+    that fails is reported and the others go on."""
+    from nnkit.bench.rounds import run_rounds
+
+    said = []
+    tiny = ["--case", "9,7,3,4,5"]
+    jobs = {"a": [*tiny, "--impl", "numpy-batched"], "b": [*tiny, "--impl", "nnkit-numpy"],
+            "c": [*tiny, "--impl", "no-such-impl"]}  # fmt: skip
+    out = run_rounds(jobs, 2, 600, said.append, pause=0.0)
+    assert [len(out[key]["times"]) for key in "ab"] == [2, 2] and out["c"]["error"]
+    assert said.index("  round 1 of 2: a, b") < said.index("  round 2 of 2: a, b")
+    assert out["a"]["mean_final_loss"] == pytest.approx(out["b"]["mean_final_loss"], rel=1e-12)

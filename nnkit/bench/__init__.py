@@ -1,6 +1,7 @@
 """``nnkit bench``: nnkit's backends against NumPy, PyTorch and JAX on the cases of
 :mod:`nnkit.bench.cases`, each implementation in a process of its own, medians of
-several runs after a warm-up, with the machine's own GEMM rate measured in the same run.
+several runs after a warm-up, taken in rounds (:mod:`nnkit.bench.rounds`), with the
+machine's own GEMM rate measured in the same run.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ import importlib.util
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -17,6 +17,7 @@ import pandas as pd
 from ..about import install_hint
 from .cases import CASES, Case, custom
 from .peers import NEEDS, ON_GPU, PEERS
+from .rounds import run_rounds
 
 __all__ = ["CASES", "Case", "custom", "implementations", "run_bench", "scaling", "write_table"]
 
@@ -76,16 +77,12 @@ def run_bench(case_list, impls, repeats=3, timeout=1800, echo=print, dtypes=("fl
     rows = []
     for case in case_list:
         for dtype in dtypes:
-            for impl in impls:
-                echo(f"  {case.name} {dtype} {impl} ...")
-                started = time.perf_counter()
-                out = run_worker(["--case", _case_arg(case), "--impl", impl, "--repeats", str(repeats),
-                                  "--dtype", dtype], timeout)  # fmt: skip
-                if "error" in out:
-                    echo(f"  {case.name} {dtype} {impl} failed: {out['error']}")
+            jobs = {impl: ["--case", _case_arg(case), "--impl", impl, "--dtype", dtype] for impl in impls}
+            echo(f"  {case.name} {dtype}:")
+            for impl, out in run_rounds(jobs, repeats, timeout, echo).items():
                 rows.append({"case": case.name, "dtype": dtype, "impl": impl, "R": case.R, "n": case.n,
                              "d": case.d, "k": case.k, "steps": case.steps,
-                             "wall_s": time.perf_counter() - started, **out})  # fmt: skip
+                             "wall_s": out.get("warmup_s", 0.0) + sum(out.get("times", [])), **out})  # fmt: skip
     table = pd.DataFrame(rows)
     for column in ("init_steps_per_s", "mean_final_loss", "error"):
         if column not in table:

@@ -1,5 +1,6 @@
 """One implementation on one case, in a process of its own: warm up (compilation
-included), then time ``repeats`` full runs and print one JSON line.
+included), then time ``repeats`` full runs (or, with ``--serve``, one run each time the
+runner asks: :mod:`nnkit.bench.rounds`) and print one JSON line.
 
 Also the rates the bench compares with, each measured in a process of its own: this
 machine's float64 GEMM rate (NumPy) and a CUDA GPU's GEMM rates and device-to-device
@@ -66,6 +67,9 @@ def main(argv=None):
                         help="train only the first INITS inits of the case (0: all)")
     parser.add_argument("--head", type=int, default=0,
                         help="also report the mean final loss of the first HEAD inits")
+    parser.add_argument("--serve", action="store_true",
+                        help="after the warm-up, time one run per line 'run' read from stdin "
+                             "(see nnkit.bench.rounds); --repeats is then unused")
     args = parser.parse_args(argv)  # fmt: skip
     case = cases.named(args.case)
     X, y, W0, v0 = cases.cast(cases.problem(case), args.dtype)
@@ -85,7 +89,16 @@ def main(argv=None):
     if backend is not None:
         compile_s = backend.compile_seconds
     times = []
-    for _ in range(args.repeats):
+    if args.serve:  # one timed run per line "run" on stdin, until another line or its end
+        print(json.dumps({"ready": True, "warmup_s": warm}), flush=True)
+        for line in sys.stdin:
+            if line.strip() != "run":
+                break
+            t0 = time.perf_counter()
+            losses = run(W0, v0)
+            times.append(time.perf_counter() - t0)
+            print(json.dumps({"seconds": times[-1]}), flush=True)
+    for _ in range(0 if args.serve else args.repeats):
         t0 = time.perf_counter()
         losses = run(W0, v0)
         times.append(time.perf_counter() - t0)
