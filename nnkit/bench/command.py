@@ -61,7 +61,7 @@ def bench(case_names, customs, backend_list, peers, repeats, scaling_too, gpu, r
               f"GEMM rates measured in the same run: "
               + ", ".join(f"{dtype} {rate:.1f} GFLOP/s" for dtype, rate in rates.items()) + ". "
               f"Command: `{command}`. Medians of {repeats} runs after a warm-up, "
-              f"each implementation in its own process.")  # fmt: skip
+              f"each implementation in its own process, timed in rounds of one run of each.")  # fmt: skip
     paths = list(write_table(table, Path(results_dir) / "bench", f"bench-{stamp}", header))
     echo(markdown(table))
     if scaling_too:
