@@ -92,7 +92,7 @@ def _population(names, backend_list, peers, repeats, results_dir, command, echo,
     labels = "; ".join(population.POPULATION_CASES[n].label() for n in names)
     header = (f"# nnkit bench (population), {time.strftime('%Y-%m-%d')}\n\nMachine: {machine}. Cases: {labels}. "
               f"Command: `{command}`. Seconds for the whole study (every init to its stop), medians of "
-              f"{repeats} runs after a warm-up, each implementation in its own process.")  # fmt: skip
+              f"{repeats} runs after a warm-up, each implementation in its own process, timed in rounds of one run of each.")  # fmt: skip
     stamp = time.strftime("%Y%m%d-%H%M%S")
     paths = write_table(table, Path(results_dir) / "bench", f"population-{stamp}", header, population.COLUMNS)
     echo(markdown(table, population.COLUMNS))

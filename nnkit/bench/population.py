@@ -20,6 +20,7 @@ import json
 import math
 import resource
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 
@@ -238,20 +239,17 @@ def implementations(backend_names, with_peers: bool) -> tuple[list[str], list[st
 
 def bench(names, impls, repeats=3, timeout=3600, echo=print, inits=0):
     """One row per population case and implementation, each run in a process of its
-    own: seconds for the whole study (median of ``repeats``) and the speed ratios
+    own, timed in rounds: seconds for the whole study (median of ``repeats``) and the speed ratios
     (``inits``: only the first inits of each case, for a quick check)."""
     import pandas as pd
 
-    from . import run_worker
+    from .rounds import run_rounds
 
     rows = []
     for name in names:
-        for impl in impls:
-            echo(f"  {name} {impl} ...")
-            args = ["--case", name, "--impl", impl, "--repeats", str(repeats), "--inits", str(inits)]
-            out = run_worker(args, timeout, module="nnkit.bench.population")
-            if "error" in out:
-                echo(f"  {name} {impl} failed: {out['error']}")
+        jobs = {impl: ["--case", name, "--impl", impl, "--inits", str(inits)] for impl in impls}
+        echo(f"  {name}:")
+        for impl, out in run_rounds(jobs, max(repeats, 1), timeout, echo, module="nnkit.bench.population").items():
             rows.append({"case": name, "impl": impl, **out})
     table = pd.DataFrame(rows)
     for column in ("seconds", "init_steps_per_s", "mean_final_loss", "error"):
@@ -270,6 +268,7 @@ def main(argv=None) -> None:
     parser.add_argument("--impl", required=True, choices=sorted(IMPLS))
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--inits", type=int, default=0, help="only the first INITS inits (0: all)")
+    parser.add_argument("--serve", action="store_true", help="time one run per line 'run' on stdin")
     args = parser.parse_args(argv)
     case = POPULATION_CASES[args.case]
     if args.inits:
@@ -281,10 +280,18 @@ def main(argv=None) -> None:
     run(theta0[: min(case.R, 4)])  # warm-up: compilation, caches, thread pools
     warm = time.perf_counter() - t0
     times = []
-    for _ in range(max(args.repeats, 1)):
+    if args.serve:  # one timed run per line "run" on stdin (nnkit.bench.rounds)
+        print(json.dumps({"ready": True, "warmup_s": warm}), flush=True)
+    for line in sys.stdin if args.serve else range(max(args.repeats, 1)):
+        if args.serve and line.strip() != "run":
+            break
         t0 = time.perf_counter()
         loss, steps = run(theta0)
         times.append(time.perf_counter() - t0)
+        if args.serve:
+            print(json.dumps({"seconds": times[-1]}), flush=True)
+    if not times:
+        raise SystemExit("no timed run")
     seconds = statistics.median(times)
     row = {
         "case": case.name, "impl": args.impl, "seconds": seconds, "times": times, "warmup_s": warm,

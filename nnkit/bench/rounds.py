@@ -75,14 +75,15 @@ class Served:
                 self.proc.wait()
 
 
-def run_rounds(jobs: dict, repeats: int, timeout: float, echo=print, pause: float = PAUSE) -> dict:
+def run_rounds(jobs: dict, repeats: int, timeout: float, echo=print, pause: float = PAUSE,
+               module: str = "nnkit.bench.worker") -> dict:
     """``jobs``: key -> worker arguments. Warm-ups one after another, then ``repeats``
     rounds of one timed run of each; returns key -> the worker's final row (its
     ``times`` from the rounds) or ``{"error": why}``."""
     out, live = {}, {}
     for key, args in jobs.items():
         echo(f"  {key} warm-up ...")
-        worker = Served(args, timeout)
+        worker = Served(args, timeout, module)
         ready = worker.reply()
         if "error" in ready:
             echo(f"  {key} failed: {ready['error']}")
