@@ -91,17 +91,14 @@ def main(argv=None):
     times = []
     if args.serve:  # one timed run per line "run" on stdin, until another line or its end
         print(json.dumps({"ready": True, "warmup_s": warm}), flush=True)
-        for line in sys.stdin:
-            if line.strip() != "run":
-                break
-            t0 = time.perf_counter()
-            losses = run(W0, v0)
-            times.append(time.perf_counter() - t0)
-            print(json.dumps({"seconds": times[-1]}), flush=True)
-    for _ in range(0 if args.serve else args.repeats):
+    for line in sys.stdin if args.serve else range(args.repeats):
+        if args.serve and line.strip() != "run":
+            break
         t0 = time.perf_counter()
         losses = run(W0, v0)
         times.append(time.perf_counter() - t0)
+        if args.serve:
+            print(json.dumps({"seconds": times[-1]}), flush=True)
     seconds = statistics.median(times or [warm])
     row = {
         "case": case.name, "impl": args.impl, "seconds": seconds, "times": times,
