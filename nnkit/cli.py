@@ -372,8 +372,8 @@ def plot(run_dirs, out, against, labels):
 @click.option("--peers", is_flag=True, help="Also time NumPy batched, PyTorch and JAX where installed "
                                             "(with --gpu: PyTorch and JAX on the GPU).")
 @click.option("--repeats", default=3, show_default=True, type=click.IntRange(1, 100),
-              help="Timed runs per implementation; the median is reported (use at least 3 "
-                   "for figures you quote).")
+              help="Timed runs per implementation, taken in rounds of one run of each (CPU and "
+                   "population cases); the median is reported (use at least 3 for figures you quote).")
 @click.option("--scaling", is_flag=True, help="Also time the first backend over R and n.")
 @click.option("--gpu", is_flag=True,
               help="Time the GPU cases B1g, B2g, B3g in float64 and float32 on CUDA device 0, "
