@@ -10,7 +10,8 @@ from conftest import make_problem
 from nnkit import backends
 from nnkit.core import activations
 from nnkit.landscape.critical import classify, spectrum
-from nnkit.objective.hessian import default_block, hessian, hvp
+from nnkit.objective import hessian as hessian_module
+from nnkit.objective.hessian import default_block, default_rows, hessian, hvp
 
 KINK = 1e-3  # finite differences need every pre-activation this far from 0 (ReLU kinks)
 
@@ -139,17 +140,27 @@ def test_symmetry_before_and_after_symmetrising():
     np.testing.assert_allclose(H, raw, rtol=1e-12, atol=1e-14)  # hessian == stacked hvp
 
 
-@pytest.mark.parametrize("block", [1, 3, 7, 1000])
-def test_block_size_does_not_change_the_result(block):
+@pytest.mark.parametrize("rows", [1, 3, 7, 1000])
+def test_slice_size_does_not_change_the_result(rows):
     model, obj, theta, X, y = make_problem(
-        widths=(3, 4), activation="sigmoid", loss="logistic", seed=7
+        widths=(3, 4), activation="sigmoid", loss="logistic", R=9, seed=7
     )
     np.testing.assert_allclose(
-        hessian(model, obj, theta, X, y, block=block),
+        hessian(model, obj, theta, X, y, rows=rows),
         hessian(model, obj, theta, X, y),
         rtol=1e-13,
         atol=1e-15,
     )
+
+
+def test_default_rows_respect_the_budget():
+    small = make_problem(widths=(5,))[0].layout
+    assert default_rows(7, small) > 100  # small problem: many networks per slice
+    layout = make_problem(widths=(10, 10))[0].layout
+    rows = default_rows(100, layout)
+    assert rows >= 1
+    assert default_rows(100, layout, budget=2**30) > rows  # grows with the budget
+    assert default_rows(10**6, layout) == 1  # never below one network
 
 
 def test_default_block_respects_the_budget():
@@ -160,6 +171,31 @@ def test_default_block_respects_the_budget():
     assert 1 <= B < layout.size
     assert default_block(100, 100, layout, budget=2**30) > B  # grows with the budget
     assert default_block(10**6, 10**6, layout) == 1  # never below one direction
+
+
+def test_networks_too_large_for_their_jacobians_take_the_r_operator(monkeypatch):
+    model, obj, theta, X, y = make_problem(widths=(4, 3), activation="softplus", l2=0.1, seed=6)
+    fast = hessian(model, obj, theta, X, y)
+    monkeypatch.setattr(hessian_module, "MEMORY_BUDGET", 1)
+    np.testing.assert_allclose(hessian(model, obj, theta, X, y), fast, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        {"widths": (4,)},
+        {"widths": (3, 4, 2), "activation": "tanh", "bias": (False, True, True)},
+        {"output_trained": False, "widths": (3, 4), "l2": 0.2},
+        {"activation": ("tanh", "relu", "sigmoid"), "widths": (3, 4, 2), "loss": "logistic"},
+    ],
+)
+def test_hessian_equals_the_stacked_r_operator(shape):
+    """The Jacobian construction of the whole matrix against the R-operator's columns."""
+    model, obj, theta, X, y = make_problem(seed=11, R=5, **shape)
+    P = theta.shape[1]
+    cols = [hvp(model, obj, theta, np.broadcast_to(e, theta.shape), X, y) for e in np.eye(P)]
+    np.testing.assert_allclose(hessian(model, obj, theta, X, y), np.stack(cols, axis=-1),
+                               rtol=1e-12, atol=1e-13 * np.abs(cols).max())  # fmt: skip
 
 
 def test_penalties_l2_adds_diagonal_and_l1_adds_nothing():

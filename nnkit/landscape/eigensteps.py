@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backends import host_threads
+
 
 def iterate(objective, theta, grad_tol, max_steps, coefficients, accept, first, floor):
     """``(theta, loss, grad_norm, steps)`` of every row of ``theta (R, P)`` after the
@@ -24,21 +26,25 @@ def iterate(objective, theta, grad_tol, max_steps, coefficients, accept, first, 
     theta = np.array(theta, dtype=np.float64)
     loss, grad = (np.asarray(a, dtype=np.float64) for a in value_and_grad(theta))
     norm = np.linalg.norm(grad, axis=1)
-    steps = np.zeros(theta.shape[0], dtype=np.int64)
-    lam = np.full(theta.shape[0], np.nan)
-    stuck = np.zeros(theta.shape[0], dtype=bool)  # no finite Hessian: no step to take
+    R, P = theta.shape
+    steps = np.zeros(R, dtype=np.int64)
+    lam = np.full(R, np.nan)
+    stuck = np.zeros(R, dtype=bool)  # no finite Hessian: no step to take
+    # the eigendecomposition at each row's current point: a rejected trial leaves the
+    # point where it was, and the retry with more damping needs no new Hessian
+    E, Qs, stale = np.full((R, P), np.nan), np.full((R, P, P), np.nan), np.ones(R, dtype=bool)
     with np.errstate(all="ignore"):
         for _ in range(max_steps):
             rows = np.flatnonzero((norm > grad_tol) & np.isfinite(norm) & np.isfinite(loss) & ~stuck)
+            need = rows[stale[rows]]
+            if need.size:
+                e, Q = eigh(hessian(theta[need]))
+                E[need], Qs[need], stale[need] = e, Q, False
+                stuck[need[~np.isfinite(e).all(axis=1)]] = True
+                rows = rows[~stuck[rows]]
             if rows.size == 0:
                 break
-            e, Q = eigh(hessian(theta[rows]))
-            bad = ~np.isfinite(e).all(axis=1)
-            if bad.any():
-                stuck[rows[bad]] = True
-                rows, e, Q = rows[~bad], e[~bad], Q[~bad]
-                if rows.size == 0:
-                    break
+            e, Q = E[rows], Qs[rows]
             fresh = np.isnan(lam[rows])
             lam[rows[fresh]] = first(e[fresh])
             lam[rows] = np.maximum(lam[rows], floor(e))
@@ -51,6 +57,7 @@ def iterate(objective, theta, grad_tol, max_steps, coefficients, accept, first, 
             theta[take], loss[take], grad[take], norm[take] = (
                 trial[better], t_loss[better], t_grad[better], t_norm[better]
             )  # fmt: skip
+            stale[take] = True
             lam[take] /= 3.0
             lam[rows[~better]] *= 4.0
             steps[rows] += 1
@@ -60,24 +67,34 @@ def iterate(objective, theta, grad_tol, max_steps, coefficients, accept, first, 
 def eigh(H, vectors=True):
     """``np.linalg.eigh`` of a batch ``H (R, P, P)`` that never raises: the rows whose
     matrix is not finite (a dead unit's Hessian on the population loss, say) or does
-    not converge get NaN eigenvalues (and NaN vectors)."""
+    not converge get NaN eigenvalues (and NaN vectors). One slice of the batch per
+    core, each with one LAPACK thread (:mod:`nnkit.backends.host_threads`)."""
     H = np.asarray(H, dtype=np.float64)
     e = np.full(H.shape[:2], np.nan)
     Q = np.full(H.shape, np.nan) if vectors else None
-    ok = np.isfinite(H).all(axis=(1, 2))
+
+    def part(first, last):
+        for r, values, vecs in _eigh_rows(H, first, last, vectors):
+            e[r] = values
+            if vectors:
+                Q[r] = vecs
+
+    host_threads.map_slices(part, H.shape[0], 8)
+    return (e, Q) if vectors else e
+
+
+def _eigh_rows(H, first, last, vectors):
+    """``(rows, values, vectors)`` of the finite matrices ``H[first:last]`` that LAPACK
+    decomposes: the slice at once, else (one matrix spoils a batch) one at a time."""
+    ok = first + np.flatnonzero(np.isfinite(H[first:last]).all(axis=(1, 2)))
+    decompose = np.linalg.eigh if vectors else (lambda M: (np.linalg.eigvalsh(M), None))
     try:
-        parts = [np.linalg.eigh(H[ok])] if vectors else [(np.linalg.eigvalsh(H[ok]), None)]
-        rows = [np.flatnonzero(ok)]
-    except np.linalg.LinAlgError:  # one matrix spoils the batch: take them one at a time
-        parts, rows = [], []
-        for r in np.flatnonzero(ok):
+        return [(ok, *decompose(H[ok]))]
+    except np.linalg.LinAlgError:
+        out = []
+        for r in ok:
             try:
-                parts.append(np.linalg.eigh(H[r : r + 1]) if vectors else (np.linalg.eigvalsh(H[r : r + 1]), None))
-                rows.append(np.array([r]))
+                out.append((np.array([r]), *decompose(H[r : r + 1])))
             except np.linalg.LinAlgError:
                 continue
-    for (values, vecs), where in zip(parts, rows):
-        e[where] = values
-        if vectors:
-            Q[where] = vecs
-    return (e, Q) if vectors else e
+        return out
