@@ -54,23 +54,26 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from array_api_compat import array_namespace
+from array_api_compat import array_namespace, is_numpy_array
 
+from ..backends import host_threads
 from ..core.layout import Layout
 from ..core.losses import ObjectiveSpec
 from .base import Objective
+from .hessian import SLICE_BYTES
 
 _TWO_PI = 2.0 * math.pi
 
 
-def _pairs(xp, A, U, order, same=False):
+def _pairs(xp, A, U, order, same=False, jwu=True):
     """Kernel quantities of every pair ``(a_i, u_m)`` of the columns of ``A`` and ``U``.
 
     ``A (R, d, k)``, ``U (R or 1, d, m)``. Returns a dict with ``K (R, k, m)``; with
     ``order >= 1`` also ``G (R, k, m, d)`` (``grad_a k``); with ``order >= 2`` also
     ``alpha (R, k, m)`` (``J_ww = alpha (I - ah ah^T + e e^T)``), ``e (R, k, m, d)``,
-    ``ah (R, k, d)`` and ``Jwu (R, k, m, d, d)``. ``same``: ``A is U`` (the diagonal
-    pairs then take the exact values for ``t = 0``).
+    ``ah (R, k, d)`` and ``Jwu (R, k, m, d, d)`` (unless ``jwu`` is false: the Hessian
+    needs it of the student pairs only). ``same``: ``A is U`` (the diagonal pairs then
+    take the exact values for ``t = 0``).
     """
     At = xp.permute_dims(A, (0, 2, 1))  # (R, k, d) rows a_i
     Ut = xp.permute_dims(U, (0, 2, 1))  # (R, m, d) rows u_m
@@ -104,6 +107,11 @@ def _pairs(xp, A, U, order, same=False):
     alpha = npp / (_TWO_PI * xp.where(live_a, na, 1.0)[..., None]) * live
     live_p = npp > 0
     e = p / xp.where(live_p, npp, 1.0)[..., None]  # 0 where u is parallel to a
+    if same:
+        alpha = xp.where(diag, 0.0, alpha)
+    out.update(alpha=alpha, e=e, ah=ah)
+    if not jwu:
+        return out
     s, c = xp.sin(t), xp.cos(t)
     eye = xp.eye(A.shape[1], dtype=K.dtype)
     aa = ah[:, :, None, :, None] * ah[:, :, None, None, :]  # (R, k, 1, d, d)
@@ -116,9 +124,8 @@ def _pairs(xp, A, U, order, same=False):
     ) / _TWO_PI
     Jwu = Jwu * live[..., None, None]
     if same:
-        alpha = xp.where(diag, 0.0, alpha)
         Jwu = xp.where(diag[..., None, None], 0.5 * eye, Jwu)
-    out.update(alpha=alpha, e=e, ah=ah, Jwu=Jwu)
+    out["Jwu"] = Jwu
     return out
 
 
@@ -201,7 +208,7 @@ class TeacherStudentPopulation:
         V, b, mask = self._consts(xp, theta)
         W, a = self._split(xp, theta)
         S = _pairs(xp, W, W, order, same=True)  # student-student pairs
-        T = _pairs(xp, W, V, order)  # student-teacher pairs
+        T = _pairs(xp, W, V, order, jwu=False)  # student-teacher pairs
         Ka = xp.sum(S["K"] * a[:, None, :], axis=-1)  # (K a)_i
         Tb = xp.sum(T["K"] * b, axis=-1)  # (T b)_i
         loss = xp.sum(a * (Ka - 2.0 * Tb), axis=-1) + self.teacher_norm
@@ -290,8 +297,21 @@ class TeacherStudentPopulation:
         return loss, (a[..., None] if trained else a) * D, 2.0 * (Ka - Tb)
 
     def hessian(self, theta):
-        """Exact Hessian of the objective, ``(R, P, P)`` (L1 contributes 0 a.e.)."""
+        """Exact Hessian of the objective, ``(R, P, P)`` (L1 contributes 0 a.e.); NumPy
+        arrays in slices of students that stay in the cache, one range per core."""
         xp = self._namespace(theta)
+        if not is_numpy_array(theta):
+            return self._hessian(xp, theta)
+        R, (d, k) = theta.shape[0], (self.layout.d, self.layout.widths[0])
+        step = max(1, SLICE_BYTES // (8 * 8 * k * k * d * d))  # ~8 (k, k, d, d) arrays each
+
+        def part(first, last):
+            return [self._hessian(xp, theta[a : min(last, a + step)]) for a in range(first, last, step)]
+
+        parts = [h for chunk in host_threads.map_slices(part, R, step) for h in chunk]
+        return parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)
+
+    def _hessian(self, xp, theta):
         q = self._quantities(xp, theta, 2)
         a, b, S, T = q["a"], q["b"], q["S"], q["T"]
         R, d, k = q["W"].shape
