@@ -90,7 +90,7 @@ def test_float32_agrees_with_the_float32_reference_to_its_own_tolerance():
 def test_cli_unknown_case_is_one_line():
     result = CliRunner().invoke(main, ["bench", "--case", "B9"])
     assert result.exit_code == 2
-    assert result.stderr.strip() == "Error: unknown case 'B9' (expected one of B1, B2, B3, P14)"
+    assert result.stderr.strip() == "Error: unknown case 'B9' (expected one of B1, B2, B3, P14, A14)"
 
 
 def test_a_failing_implementation_is_reported_not_fatal():
@@ -279,6 +279,20 @@ def test_the_jax_peer_agrees_with_the_numpy_loop():
 def test_the_population_case_runs_alone():
     result = CliRunner().invoke(main, ["bench", "--case", "P14", "--case", "B1"])
     assert result.exit_code == 2 and "on their own" in result.stderr
+    result = CliRunner().invoke(main, ["bench", "--case", "A14", "--case", "P14"])
+    assert result.exit_code == 2 and "on their own" in result.stderr
+
+
+def test_the_analysis_case_certifies_trained_students():
+    """A14 on a few students: trained, then analysed as a run would be; every one is
+    certified, and the stages add up to about the whole."""
+    from nnkit.bench import analysis
+
+    table = analysis.bench(["A14"], repeats=1, echo=lambda m: None, inits=6)
+    row = table.iloc[0]
+    assert row["inits"] == 6 and row["parameters"] == 196
+    assert row["certified"] == 6 and row["minima"] >= 1
+    assert 0 < row["polish_s"] + row["spectrum_s"] + row["group_s"] <= row["seconds"] * 1.01
 
 
 def test_rounds_time_every_implementation_in_turn():

@@ -28,8 +28,14 @@ def bench(case_names, customs, backend_list, peers, repeats, scaling_too, gpu, r
         for path in paths:
             echo_err(str(path))
         return
-    from . import population
+    from . import analysis, population
 
+    wanted = [n for n in case_names if n in analysis.ANALYSIS_CASES]
+    if wanted:
+        if len(wanted) != len(case_names) or customs or scaling_too:
+            raise UserError("the analysis cases (A14) run on their own: no other --case, --custom or --scaling")
+        _analysis(wanted, repeats, results_dir, command, echo, echo_err)
+        return
     wanted = [n for n in case_names if n in population.POPULATION_CASES]
     if wanted:
         if len(wanted) != len(case_names) or customs or scaling_too:
@@ -39,7 +45,7 @@ def bench(case_names, customs, backend_list, peers, repeats, scaling_too, gpu, r
     cases = []
     for name in case_names or (() if customs else tuple(CASES)):
         if name not in CASES:
-            known = ", ".join([*CASES, *population.POPULATION_CASES])
+            known = ", ".join([*CASES, *population.POPULATION_CASES, *analysis.ANALYSIS_CASES])
             raise UserError(f"unknown case {name!r} (expected one of {known})")
         cases.append(CASES[name])
     for spec in customs:
@@ -96,5 +102,22 @@ def _population(names, backend_list, peers, repeats, results_dir, command, echo,
     stamp = time.strftime("%Y%m%d-%H%M%S")
     paths = write_table(table, Path(results_dir) / "bench", f"population-{stamp}", header, population.COLUMNS)
     echo(markdown(table, population.COLUMNS))
+    for path in paths:
+        echo_err(str(path))
+
+
+def _analysis(names, repeats, results_dir, command, echo, echo_err) -> None:
+    """``nnkit bench --case A14``: the analysis of a trained batch, in this process."""
+    from . import analysis
+
+    table = analysis.bench(names, repeats=repeats, echo=echo_err)
+    machine = f"{cpu_device()}, {platform.system()} {platform.machine()}, Python {platform.python_version()}"
+    labels = "; ".join(analysis.ANALYSIS_CASES[n].label() for n in names)
+    header = (f"# nnkit bench (analysis), {time.strftime('%Y-%m-%d')}\n\nMachine: {machine}. Cases: {labels}. "
+              f"Command: `{command}`. Seconds for the whole analysis (polish, spectra, grouping), median of "
+              f"{repeats} runs after a warm-up, in one process; the stages are those of the median run.")  # fmt: skip
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    paths = write_table(table, Path(results_dir) / "bench", f"analysis-{stamp}", header, analysis.COLUMNS)
+    echo(markdown(table, analysis.COLUMNS))
     for path in paths:
         echo_err(str(path))
