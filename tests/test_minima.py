@@ -359,3 +359,19 @@ def test_a_hessian_that_is_not_finite_or_does_not_converge_certifies_nothing_and
     e, Q = eigensteps.eigh(H)
     assert np.isnan(e[1]).all() and np.isnan(Q[1]).all()
     np.testing.assert_array_equal(e[[0, 2]], [[1, 1], [2, 2]])
+
+
+def test_a_descent_that_lowers_the_loss_without_a_critical_point_points_to_l2():
+    """Every init still far after its descent budget, its loss lowered on the way: the
+    paragraph says what to raise and that the minimum may lie at infinity."""
+    from nnkit.report.tables import analysis_diagnosis
+
+    runs = pd.DataFrame({"point": 0, "kind": "not converged", "why_not": "far", "loss": [0.02, 0.03, 0.01],
+                         "polished_loss": [0.002, 0.003, 0.001], "grad_norm": 0.3,
+                         "polished_grad_norm": 1e-5, "descend_steps": 200, "polish_move": 0.0})  # fmt: skip
+    cfg = {"grad_tol": 1e-10, "polish_radius": 0.05, "descend": True, "descend_steps": 200}
+    (text,) = analysis_diagnosis(runs, [cfg], [])
+    assert "certified 0 of 3" in text and "analysis.descend_steps = 200" in text
+    assert "objective.l2" in text and "median 0.02 where training ended, 0.002 after it" in text
+    level = runs.assign(polished_loss=runs["loss"])
+    assert "objective.l2" not in analysis_diagnosis(level, [cfg], [])[0]

@@ -148,6 +148,13 @@ def analysis_diagnosis(runs: pd.DataFrame, settings: list[dict], sweep_keys) -> 
             if cfg.get("descend"):
                 text.append(f"Descent ran {int(failed['descend_steps'].max())} steps "
                             f"(analysis.descend_steps = {cfg['descend_steps']}): raise it, or train longer.")  # fmt: skip
+                before, after = failed["loss"].median(), failed["polished_loss"].median()
+                if after < before - 0.01 * abs(before):
+                    text.append(f"Descent lowered their loss (median {before:.3g} where training ended, "
+                                f"{after:.3g} after it) without reaching a critical point: where units "
+                                "saturate (tanh, sigmoid) the loss "
+                                "can fall for ever as the weights grow, with no minimum at a finite distance; "
+                                "an L2 penalty (objective.l2) puts the minima at a finite distance.")  # fmt: skip
             else:
                 text.append("Training stopped far from a critical point: train longer (train.max_steps, "
                             "train.grad_tol), or let the analysis carry each point downhill first with Newton "
