@@ -384,7 +384,8 @@ def plot(run_dirs, out, against, labels):
 @click.option("--results", "results_dir", default="results", show_default=True, metavar="DIR",
               help="Tables go to DIR/bench/ (DIR/gpu/ with --gpu).")
 def bench(case_names, customs, backend_list, peers, repeats, scaling, gpu, dtype_list, results_dir):
-    """Time training many networks against the peers (init-steps per second)."""
+    """Time training many networks against the peers (init-steps per second), a
+    population study (P14) or the analysis of trained students (A14)."""
     from .bench.command import bench as run_bench
 
     command = "nnkit " + " ".join(sys.argv[1:])

@@ -235,3 +235,16 @@ def test_temporaries_reuse_freed_memory_unless_told_not_to():
         run = subprocess.run([sys.executable, "-c", told], capture_output=True, text=True, check=True,
                              env={**os.environ, **env})  # fmt: skip
         assert run.stdout.strip() == said
+
+
+def test_host_slices_cover_the_rows_in_order_and_respect_omp_num_threads(monkeypatch):
+    from nnkit.backends import host_threads
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert host_threads.cores() == 1
+    assert host_threads.map_slices(lambda a, b: (a, b), 10) == [(0, 10)]
+    monkeypatch.setenv("OMP_NUM_THREADS", "64")
+    got = host_threads.map_slices(lambda a, b: list(range(a, b)), 10, min_rows=3)
+    assert [i for part in got for i in part] == list(range(10)) and all(len(p) >= 3 for p in got)
+    monkeypatch.setenv("OMP_NUM_THREADS", "not a number")
+    assert host_threads.cores() >= 1

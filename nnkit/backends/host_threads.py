@@ -20,10 +20,16 @@ _lock = threading.Lock()
 
 
 def cores() -> int:
-    """Cores this process may run on."""
+    """Cores this process may run on, or fewer where ``OMP_NUM_THREADS`` says so (a
+    Dask worker of a local cluster gets its share of the machine that way)."""
     if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
+        count = max(1, len(os.sched_getaffinity(0)))
+    else:
+        count = os.cpu_count() or 1
+    try:
+        return max(1, min(count, int(os.environ.get("OMP_NUM_THREADS", count))))
+    except ValueError:
+        return count
 
 
 def one_blas_thread():
