@@ -23,6 +23,7 @@ import pandas as pd
 
 from ..core import validate
 from ..errors import ConfigError
+from ..objective.hessian import MEMORY_BUDGET, jacobian_bytes
 from . import problem_symmetry, symmetry
 from .critical import certify
 
@@ -203,10 +204,14 @@ def table(per_init: pd.DataFrame, ids, eigs, test_loss, cfg, inits) -> pd.DataFr
 
 
 def rows_per_slice(model, n: int, memory_mb: int) -> int:
-    """Inits analysed at once: their Hessians, eigenvectors and the Hessian's own
-    intermediates must fit in ``memory_mb``."""
+    """Inits analysed at once: their Hessians and eigenvectors (about six ``(P, P)``
+    arrays each, with the ones polishing keeps) must fit in ``memory_mb``, beside the
+    Hessian's own intermediates (cache-sized slices, or the R-operator's blocks for
+    a network too large for those)."""
     P = model.size
-    per_init = 8 * (4 * P * P + 4 * n * (sum(model.layout.widths) + 1) * min(P, 64))
+    per_init = 8 * 6 * P * P
+    if jacobian_bytes(n, model.layout) > MEMORY_BUDGET:
+        per_init += 8 * 4 * n * (sum(model.layout.widths) + 1) * min(P, 64)
     return max(1, memory_mb * 2**20 // per_init)
 
 
