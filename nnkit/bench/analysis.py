@@ -10,27 +10,23 @@ the teacher's unit permutations too. One process; ``--repeats`` runs after a war
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class AnalysisCase:
-    name: str
-    R: int
-    k: int
-    lr: float = 0.1
-    grad_tol: float = 1e-9
-
-    def label(self) -> str:
-        return (f"{self.name} (analysis of R={self.R:,} P14 students, k=d={self.k}, {self.k * self.k} "
-                f"parameters, trained to |g| <= {self.grad_tol:g})")  # fmt: skip
+from .population import PopulationCase, nnkit_problem, problem
 
 
-ANALYSIS_CASES = {"A14": AnalysisCase("A14", 1000, 14)}
+def label(case) -> str:
+    """What an analysis case (a :class:`~.population.PopulationCase`) analyses."""
+    return (f"{case.name} (analysis of R={case.R:,} P14 students, k=d={case.k}, {case.k * case.k} "
+            f"parameters, trained to |g| <= {case.grad_tol:g})")  # fmt: skip
+
+
+#: the students each case trains, then analyses
+ANALYSIS_CASES = {"A14": PopulationCase("A14", 1000, 14)}
 
 #: the columns of the analysis table
 COLUMNS = {
@@ -40,21 +36,13 @@ COLUMNS = {
 }  # fmt: skip
 
 
-def _objective(case: AnalysisCase):
+def _objective(case: PopulationCase):
+    """The problem, the inits and ``backend name -> objective`` of ``case``."""
     from nnkit import backends
-    from nnkit.core.layout import Layout
-    from nnkit.core.losses import ObjectiveSpec
-    from nnkit.core.model import Model
-    from nnkit.data import Dataset
-    from nnkit.objective import Problem, Teacher, make_objective
+    from nnkit.objective import make_objective
 
-    from .population import PopulationCase, problem
-
-    V, theta0 = problem(PopulationCase("P14", case.R, case.k, case.lr, case.grad_tol))
-    d = k = case.k
-    model = Model(Layout(d, (k,), (False,), output_trained=False, output_value=1.0, output_bias=False), ("relu",))
-    X = np.zeros((1, d))
-    prob = Problem(model, ObjectiveSpec(half=True), Dataset(X, np.zeros(1), X, np.zeros(1)), Teacher(V, np.ones(k)))
+    V, theta0 = problem(case)
+    prob = nnkit_problem(case, V)
     return prob, theta0, (lambda name: make_objective(prob, backends.get(name)))
 
 
@@ -74,9 +62,9 @@ def bench(names, repeats=3, echo=print, inits=0):
     for name in names:
         case = ANALYSIS_CASES[name]
         if inits:
-            case = AnalysisCase(case.name, inits, case.k, case.lr, case.grad_tol)
+            case = dataclasses.replace(case, R=inits)
         prob, theta0, objective_on = _objective(case)
-        echo(f"  {case.label()}: training (not timed)")
+        echo(f"  {label(case)}: training (not timed)")
         started = time.perf_counter()
         trained = train(objective_on("numba"), theta0, TrainConfig(lr=case.lr, max_steps=200_000, grad_tol=case.grad_tol))
         train_s = time.perf_counter() - started

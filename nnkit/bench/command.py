@@ -94,16 +94,10 @@ def _population(names, backend_list, peers, repeats, results_dir, command, echo,
     if not impls:
         raise UserError("nothing to time: no usable backend or peer")
     table = population.bench(names, impls, repeats=repeats, echo=echo_err)
-    machine = f"{cpu_device()}, {platform.system()} {platform.machine()}, Python {platform.python_version()}"
     labels = "; ".join(population.POPULATION_CASES[n].label() for n in names)
-    header = (f"# nnkit bench (population), {time.strftime('%Y-%m-%d')}\n\nMachine: {machine}. Cases: {labels}. "
-              f"Command: `{command}`. Seconds for the whole study (every init to its stop), medians of "
-              f"{repeats} runs after a warm-up, each implementation in its own process, timed in rounds of one run of each.")  # fmt: skip
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    paths = write_table(table, Path(results_dir) / "bench", f"population-{stamp}", header, population.COLUMNS)
-    echo(markdown(table, population.COLUMNS))
-    for path in paths:
-        echo_err(str(path))
+    _publish(table, population.COLUMNS, "population", labels, command, results_dir, echo, echo_err,
+             f"Seconds for the whole study (every init to its stop), medians of {repeats} runs after a warm-up, "
+             "each implementation in its own process, timed in rounds of one run of each.")  # fmt: skip
 
 
 def _analysis(names, repeats, results_dir, command, echo, echo_err) -> None:
@@ -111,13 +105,20 @@ def _analysis(names, repeats, results_dir, command, echo, echo_err) -> None:
     from . import analysis
 
     table = analysis.bench(names, repeats=repeats, echo=echo_err)
+    labels = "; ".join(analysis.label(analysis.ANALYSIS_CASES[n]) for n in names)
+    _publish(table, analysis.COLUMNS, "analysis", labels, command, results_dir, echo, echo_err,
+             f"Seconds for the whole analysis (polish, spectra, grouping), median of {repeats} runs after a "
+             "warm-up, in one process; the stages are those of the median run.")  # fmt: skip
+
+
+def _publish(table, columns, kind, labels, command, results_dir, echo, echo_err, what) -> None:
+    """``table`` as Markdown on ``echo``, and to ``results_dir/bench/KIND-STAMP.{md,parquet}``
+    under a header naming the machine, the cases, the command and ``what`` was timed."""
     machine = f"{cpu_device()}, {platform.system()} {platform.machine()}, Python {platform.python_version()}"
-    labels = "; ".join(analysis.ANALYSIS_CASES[n].label() for n in names)
-    header = (f"# nnkit bench (analysis), {time.strftime('%Y-%m-%d')}\n\nMachine: {machine}. Cases: {labels}. "
-              f"Command: `{command}`. Seconds for the whole analysis (polish, spectra, grouping), median of "
-              f"{repeats} runs after a warm-up, in one process; the stages are those of the median run.")  # fmt: skip
+    header = (f"# nnkit bench ({kind}), {time.strftime('%Y-%m-%d')}\n\nMachine: {machine}. Cases: {labels}. "
+              f"Command: `{command}`. {what}")  # fmt: skip
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    paths = write_table(table, Path(results_dir) / "bench", f"analysis-{stamp}", header, analysis.COLUMNS)
-    echo(markdown(table, analysis.COLUMNS))
+    paths = write_table(table, Path(results_dir) / "bench", f"{kind}-{stamp}", header, columns)
+    echo(markdown(table, columns))
     for path in paths:
         echo_err(str(path))

@@ -53,25 +53,30 @@ def problem(case: PopulationCase, seed: int = 0):
     return V, theta0
 
 
+def nnkit_problem(case: PopulationCase, V):
+    """The case as an nnkit :class:`~nnkit.objective.Problem`: the students' model, the
+    half squared loss and the teacher ``V`` with output weights one."""
+    from nnkit.core.layout import Layout
+    from nnkit.core.losses import ObjectiveSpec
+    from nnkit.core.model import Model
+    from nnkit.data import Dataset
+    from nnkit.objective import Problem, Teacher
+
+    d = k = case.k
+    model = Model(Layout(d, (k,), (False,), output_trained=False, output_value=1.0, output_bias=False), ("relu",))
+    X = np.zeros((1, d))
+    return Problem(model, ObjectiveSpec(half=True), Dataset(X, np.zeros(1), X, np.zeros(1)), Teacher(V, np.ones(k)))
+
+
 def nnkit_impl(backend_name):
     """nnkit's trainer on the population objective of ``backend_name``."""
 
     def prepare(case, V):
         from nnkit import backends
-        from nnkit.core.layout import Layout
-        from nnkit.core.losses import ObjectiveSpec
-        from nnkit.core.model import Model
-        from nnkit.data import Dataset
-        from nnkit.objective import Problem, Teacher, make_objective
+        from nnkit.objective import make_objective
         from nnkit.training import TrainConfig, train
 
-        d = k = case.k
-        model = Model(Layout(d, (k,), (False,), output_trained=False, output_value=1.0, output_bias=False), ("relu",))
-        X = np.zeros((1, d))
-        data = Dataset(X, np.zeros(1), X, np.zeros(1))
-        objective = make_objective(
-            Problem(model, ObjectiveSpec(half=True), data, Teacher(V, np.ones(k))), backends.get(backend_name)
-        )
+        objective = make_objective(nnkit_problem(case, V), backends.get(backend_name))
         cfg = TrainConfig(lr=case.lr, max_steps=case.max_steps, grad_tol=case.grad_tol)
 
         def run(theta0):
