@@ -16,16 +16,21 @@ import os
 import threading
 
 _pool = None
+_blas = None
 _lock = threading.Lock()
 
 
-def cores() -> int:
-    """Cores this process may run on, or fewer where ``OMP_NUM_THREADS`` says so (a
-    Dask worker of a local cluster gets its share of the machine that way)."""
+def affinity_cores() -> int:
+    """Cores this process may run on."""
     if hasattr(os, "sched_getaffinity"):
-        count = max(1, len(os.sched_getaffinity(0)))
-    else:
-        count = os.cpu_count() or 1
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+def cores() -> int:
+    """:func:`affinity_cores`, or fewer where ``OMP_NUM_THREADS`` says so (a Dask
+    worker of a local cluster gets its share of the machine that way)."""
+    count = affinity_cores()
     try:
         return max(1, min(count, int(os.environ.get("OMP_NUM_THREADS", count))))
     except ValueError:
@@ -33,12 +38,16 @@ def cores() -> int:
 
 
 def one_blas_thread():
-    """A context in which NumPy's BLAS and LAPACK run in the calling thread only."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - a declared dependency
+    """A context in which NumPy's BLAS and LAPACK run in the calling thread only (the
+    libraries are looked up once per process)."""
+    global _blas
+    if affinity_cores() == 1:
         return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+    if _blas is None:
+        from threadpoolctl import ThreadpoolController
+
+        _blas = ThreadpoolController()
+    return _blas.limit(limits=1, user_api="blas")
 
 
 def map_slices(fn, n: int, min_rows: int = 1) -> list:

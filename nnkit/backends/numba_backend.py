@@ -9,11 +9,11 @@ hidden layer takes the GEMM path of :mod:`.numba_wide` instead (every step a cal
 
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np
 
+from . import host_threads
 from .base import Backend, Fused, import_problem
 from .numpy_backend import cpu_device
 from .reference import ReferenceKernel
@@ -22,18 +22,11 @@ from .reference import ReferenceKernel
 FUSED_METHODS = ("gd", "momentum", "nesterov")
 
 
-def _cores() -> int:
-    """Cores this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
-
-
 def probe():
     problem = import_problem("numba", "numba")
     if problem:
         return False, "", problem
-    return True, f"{cpu_device()}, {_cores()} threads", ""
+    return True, f"{cpu_device()}, {host_threads.affinity_cores()} threads", ""
 
 
 def make():
@@ -48,11 +41,10 @@ class NumbaBackend(Backend):
 
         self.device = probe()[1]
         self.compile_seconds = 0.0
-        self.threads = _cores()
+        self.threads = host_threads.affinity_cores()
         #: chunks are cut in whole blocks of lanes, one per thread
         self.chunk_multiple = numba_codegen.LANES * self.threads
         self._pool = None
-        self._blas = None
 
     def stored_per_sample(self, model, sgd):
         return 0  # fused kernels and the wide path's tiles: a chunk needs room for parameters only
@@ -60,15 +52,7 @@ class NumbaBackend(Backend):
     def one_blas_thread(self):
         """A context in which NumPy's BLAS runs in the calling thread only, for work
         that is spread over the cores by :meth:`run_threads` already."""
-        import contextlib
-
-        if self.threads == 1:
-            return contextlib.nullcontext()
-        if self._blas is None:
-            from threadpoolctl import ThreadpoolController
-
-            self._blas = ThreadpoolController()
-        return self._blas.limit(limits=1, user_api="blas")
+        return host_threads.one_blas_thread()
 
     def split(self, blocks: int) -> list[tuple[int, int]]:
         """``blocks`` cut into at most one contiguous range per thread."""

@@ -20,12 +20,12 @@ import json
 import math
 import resource
 import statistics
-import sys
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
+from .rounds import timed_runs
 from .worker import RSS_PER_MB
 
 
@@ -284,19 +284,10 @@ def main(argv=None) -> None:
     run = IMPLS[args.impl](case, V)
     run(theta0[: min(case.R, 4)])  # warm-up: compilation, caches, thread pools
     warm = time.perf_counter() - t0
-    times = []
-    if args.serve:  # one timed run per line "run" on stdin (nnkit.bench.rounds)
-        print(json.dumps({"ready": True, "warmup_s": warm}), flush=True)
-    for line in sys.stdin if args.serve else range(max(args.repeats, 1)):
-        if args.serve and line.strip() != "run":
-            break
-        t0 = time.perf_counter()
-        loss, steps = run(theta0)
-        times.append(time.perf_counter() - t0)
-        if args.serve:
-            print(json.dumps({"seconds": times[-1]}), flush=True)
+    times, last = timed_runs(lambda: run(theta0), args.serve, max(args.repeats, 1), warm)
     if not times:
         raise SystemExit("no timed run")
+    loss, steps = last
     seconds = statistics.median(times)
     row = {
         "case": case.name, "impl": args.impl, "seconds": seconds, "times": times, "warmup_s": warm,

@@ -22,6 +22,25 @@ import time
 PAUSE = 0.5
 
 
+def timed_runs(run, serve: bool, repeats: int, warm: float) -> tuple[list[float], object]:
+    """The worker's side: ``(seconds of each run, the last run's result)`` of ``run()``
+    called ``repeats`` times, or with ``serve`` once per line "run" on stdin, until
+    another line or its end (after a JSON line saying it is ready and how long its
+    warm-up ``warm`` took, and a JSON line with the seconds of each run)."""
+    if serve:
+        print(json.dumps({"ready": True, "warmup_s": warm}), flush=True)
+    times, result = [], None
+    for line in sys.stdin if serve else range(repeats):
+        if serve and line.strip() != "run":
+            break
+        t0 = time.perf_counter()
+        result = run()
+        times.append(time.perf_counter() - t0)
+        if serve:
+            print(json.dumps({"seconds": times[-1]}), flush=True)
+    return times, result
+
+
 class Served:
     """One worker process answering one JSON line per request."""
 

@@ -20,6 +20,7 @@ import time
 import numpy as np
 
 from . import cases, peers
+from .rounds import timed_runs
 
 #: ``ru_maxrss`` is in KiB on Linux and in bytes on macOS
 RSS_PER_MB = 2.0**20 if sys.platform == "darwin" else 1024.0
@@ -88,17 +89,8 @@ def main(argv=None):
     warm = time.perf_counter() - t0
     if backend is not None:
         compile_s = backend.compile_seconds
-    times = []
-    if args.serve:  # one timed run per line "run" on stdin, until another line or its end
-        print(json.dumps({"ready": True, "warmup_s": warm}), flush=True)
-    for line in sys.stdin if args.serve else range(args.repeats):
-        if args.serve and line.strip() != "run":
-            break
-        t0 = time.perf_counter()
-        losses = run(W0, v0)
-        times.append(time.perf_counter() - t0)
-        if args.serve:
-            print(json.dumps({"seconds": times[-1]}), flush=True)
+    times, last = timed_runs(lambda: run(W0, v0), args.serve, args.repeats, warm)
+    losses = losses if last is None else last
     seconds = statistics.median(times or [warm])
     row = {
         "case": case.name, "impl": args.impl, "seconds": seconds, "times": times,
