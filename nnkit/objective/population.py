@@ -377,6 +377,8 @@ class PopulationObjective(Objective):
     BACKENDS = ("numba", "numpy")
     #: the training methods the numba kernel runs whole
     FUSED_METHODS = ("gd", "momentum", "nesterov")
+    #: training hands each thread about this many ranges of inits, one at a time
+    RANGES_PER_THREAD = 32
 
     def __init__(self, problem, backend):
         super().__init__(problem, backend)
@@ -425,9 +427,9 @@ class PopulationObjective(Objective):
             theta, *self._consts(), cfg.lr, cfg.momentum, self.FUSED_METHODS.index(cfg.method), cfg.max_steps,
             cfg.grad_tol, cfg.loss_target, cfg.max_loss, status, steps, loss, norm,
         )  # fmt: skip
-        # a range per thread, at most four blocks of lanes each: the pool hands out the
-        # next range to the thread that is done first (inits stop at very different steps)
-        step = max(1, min(-(-R // self.backend.threads), 4 * kernels.L))
+        # small ranges, which the pool hands to whichever thread is free: inits stop at
+        # very different steps, and a thread left with a long range would run alone
+        step = max(1, R // (self.RANGES_PER_THREAD * self.backend.threads))
         self.backend.run_threads(kernels.train, args, [(a, min(a + step, R)) for a in range(0, R, step)])
         return Fused(theta, status, steps, loss, norm)
 
