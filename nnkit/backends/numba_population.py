@@ -4,8 +4,8 @@ time per thread.
 
 Per init and step the work is ``O(k (k + k*) d)`` and the memory ``O(P + (k + k*) d)``:
 the student units and the teacher's sit side by side as the ``J`` columns of one
-matrix (zero columns pad ``J`` to a multiple of :data:`PAD`), and for each student unit
-``w_i`` one pass over the columns takes the dot products, the projections ``|u| cos t``
+matrix (zero columns pad ``J`` to a multiple of :data:`PAD`, zero coordinates ``d`` to
+one of four), and for each student unit ``w_i`` one pass over the columns takes the dot products, the projections ``|u| cos t``
 and ``|P_w u| = |u| sin t`` (from ``|u|^2 - proj^2`` where that loses no digits, else,
 nearly parallel or opposite, from the residual ``u - proj wh`` itself, as in the NumPy
 closed form), the angle and the terms of the loss and the gradient. No ``(k, m, d)``
@@ -65,14 +65,17 @@ _TAN_PI_8 = math.tan(math.pi / 8)
 
 @njit(cache=True, nogil=True, inline="always", fastmath=_REASSOC, error_model="numpy")
 def _angle(s, c):
-    """``atan2(s, c)`` for ``s >= 0`` (in ``[0, pi]``), without branches: the ratio of
-    the smaller to the larger of ``s, |c|`` in ``[0, 1]``, reduced to ``|x| <=
-    tan(pi/8)`` by ``atan(r) = pi/4 + atan((r - 1) / (r + 1))``, then :data:`_ATAN`."""
+    """``atan2(s, c)`` for ``s >= 0`` (in ``[0, pi]``), without branches: the ratio
+    ``x`` of the smaller to the larger of ``s, |c|`` in ``[0, 1]``, or where it is past
+    ``tan(pi/8)``, ``(lo - hi) / (lo + hi)`` (``atan(r) = pi/4 + atan((r - 1) / (r +
+    1))``), so that ``|x| <= tan(pi/8)`` with one division; then :data:`_ATAN`."""
     ac = abs(c)
     hi = max(s, ac)
-    r = min(s, ac) / hi if hi > 0.0 else 0.0
-    big = r > _TAN_PI_8
-    x = (r - 1.0) / (r + 1.0) if big else r
+    lo = min(s, ac)
+    big = lo > _TAN_PI_8 * hi
+    num = lo - hi if big else lo
+    den = lo + hi if big else hi
+    x = num / den if den > 0.0 else 0.0
     z = x * x
     p = _ATAN[10]
     p = p * z + _ATAN[9]
@@ -106,7 +109,8 @@ def scratch(d, k, Vt, b):
     compiler sees they do not overlap and vectorises)."""
     m = Vt.shape[0]
     J = -(-(k + m) // PAD) * PAD
-    U, UT = np.zeros((J, d)), np.zeros((d, J))  # every unit as a row, and as a column
+    dp = -(-d // 4) * 4  # zero coordinates pad d to a multiple of four
+    U, UT = np.zeros((J, dp)), np.zeros((dp, J))  # every unit as a row, and as a column
     nu2, cs, ct, live = np.zeros(J), np.zeros(J), np.zeros(J), np.zeros(J)
     for mm in range(m):
         for a in range(d):
@@ -124,7 +128,7 @@ def loss_grad(w, g, d, k, trained, out_value, teacher_norm, scale, mask, l2, l1,
     (``w[a k + i]`` the weight of input ``a`` into unit ``i``, then the trained output
     weights); ``s`` the scratch of :func:`scratch` (the teacher is in it)."""
     U, UT, nu2, cs, ct, live, dot, proj, npp, co, near = s
-    J = UT.shape[1]
+    dp, J = UT.shape
     # the students into the first k columns: norms, and output weights as the columns'
     # coefficients (the teacher's, -b, are in ct)
     for i in range(k):
@@ -138,12 +142,14 @@ def loss_grad(w, g, d, k, trained, out_value, teacher_norm, scale, mask, l2, l1,
         cs[i] = w[d * k + i] if trained else out_value
     value = teacher_norm
     for i in range(k):
+        # four coordinates a pass: one store of dot[j] for four products
+        x0, x1, x2, x3 = U[i, 0], U[i, 1], U[i, 2], U[i, 3]
         for j in range(J):
-            dot[j] = 0.0
-        for a in range(d):
-            x = U[i, a]
+            dot[j] = x0 * UT[0, j] + x1 * UT[1, j] + x2 * UT[2, j] + x3 * UT[3, j]
+        for a in range(4, dp, 4):
+            x0, x1, x2, x3 = U[i, a], U[i, a + 1], U[i, a + 2], U[i, a + 3]
             for j in range(J):
-                dot[j] += x * UT[a, j]
+                dot[j] += x0 * UT[a, j] + x1 * UT[a + 1, j] + x2 * UT[a + 2, j] + x3 * UT[a + 3, j]
         nai = math.sqrt(nu2[i])
         invi = 1.0 / nai if nai > 0.0 else 0.0
         any_near = False
@@ -179,11 +185,17 @@ def loss_grad(w, g, d, k, trained, out_value, teacher_norm, scale, mask, l2, l1,
         ai = cs[i]
         value += ai * (Ka - 2.0 * Tb)
         f = scale * 2.0 * ai * live[i]
-        for a in range(d):
-            D = 0.0
+        for a in range(0, d, 4):  # four coordinates of D_i = sum_j co_j u_j a pass
+            D0 = D1 = D2 = D3 = 0.0
             for j in range(J):
-                D += co[j] * UT[a, j]
-            g[a * k + i] = f * (D + cw * U[i, a] * invi)
+                c = co[j]
+                D0 += c * UT[a, j]
+                D1 += c * UT[a + 1, j]
+                D2 += c * UT[a + 2, j]
+                D3 += c * UT[a + 3, j]
+            for e, D in enumerate((D0, D1, D2, D3)):
+                if a + e < d:
+                    g[(a + e) * k + i] = f * (D + cw * U[i, a + e] * invi)
         if trained:
             g[d * k + i] = scale * 2.0 * (Ka - Tb)
     value *= scale
