@@ -122,7 +122,7 @@ def scratch(d, k, Vt, b):
     return U, UT, nu2, cs, ct, live, v.copy(), v.copy(), v.copy(), v.copy(), np.zeros(J, dtype=np.bool_)
 
 
-@njit(cache=True, nogil=True, fastmath=_REASSOC, error_model="numpy")
+@njit(cache=True, nogil=True, inline="always", fastmath=_REASSOC, error_model="numpy")
 def loss_grad(w, g, d, k, trained, out_value, teacher_norm, scale, mask, l2, l1, s):
     """Objective value (returned) and gradient ``g (P,)`` of the student ``w (P,)``
     (``w[a k + i]`` the weight of input ``a`` into unit ``i``, then the trained output
