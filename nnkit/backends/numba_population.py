@@ -208,13 +208,19 @@ def loss_grad(w, g, d, k, trained, out_value, teacher_norm, scale, mask, l2, l1,
     return value
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=_REASSOC, error_model="numpy")
 def value_and_grad(TH, G, out, d, k, trained, out_value, Vt, b, teacher_norm, scale, mask, l2, l1, first, last):
     """:func:`loss_grad` of the rows ``first..last`` of ``TH (R, P)`` into ``out (R,)``
-    and ``G (R, P)``; ``Vt (m, d)`` holds the teacher's units as rows."""
+    and ``G (R, P)``; ``Vt (m, d)`` holds the teacher's units as rows. Each row goes
+    through buffers of its own, as in :func:`train` (so the compiler sees that they do
+    not overlap the scratch, and vectorises the same way)."""
+    P = TH.shape[1]
+    w, g = np.empty(P), np.empty(P)
     s = scratch(d, k, Vt, b)
     for r in range(first, last):
-        out[r] = loss_grad(TH[r], G[r], d, k, trained, out_value, teacher_norm, scale, mask, l2, l1, s)
+        w[:] = TH[r]
+        out[r] = loss_grad(w, g, d, k, trained, out_value, teacher_norm, scale, mask, l2, l1, s)
+        G[r] = g
 
 
 @njit(cache=True, nogil=True, fastmath=_REASSOC, error_model="numpy")
