@@ -11,7 +11,9 @@
    and float32 with nnkit's ``cuda`` and ``cupy`` backends, PyTorch and JAX on the same
    card, and the card's GEMM rates and copy bandwidth; each implementation has a
    timeout and the whole script keeps to ``--budget`` (a late implementation becomes an
-   error row).
+   error row). Then the population case P20g (k = d = 20, 10,000 inits trained to a
+   gradient norm of 1e-9; target: under a minute) with the ``cuda`` backend, JAX on the
+   card and the ``numba`` backend on the machine's cores, one run each.
 5. Writes everything to ``DIR/gpu_check.log`` (default DIR: ``results/gpu/`` of the
    checkout) and the bench table to ``DIR/gpu-<stamp>.parquet`` and ``.md``.
 6. Ends with a short table, the card's rates, the targets and the tests' summary line.
@@ -39,7 +41,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TESTS = ("tests/test_cuda_backend.py", "tests/test_gpu.py")
+TESTS = ("tests/test_cuda_backend.py", "tests/test_gpu.py", "tests/test_population_cuda.py")
 #: wheels of ``.whl/`` that do not install here (made for another Python, say)
 _LEFT_OUT: list[str] = []
 
@@ -76,8 +78,12 @@ def main(argv=None) -> int:
             log(f"bench: {exc}")
             log(tests)
             return 1
+        log("\n== population case P20g")
+        population = _population(log, args, started + args.budget - 5)
         log("\n== summary")
         log(gpu.short(table))
+        for line in population:
+            log(line)
         for line in gpu.targets(table):
             log(line)
         log(gpu.rates_line(gpu.table_rates(table)))
@@ -196,6 +202,37 @@ def _run_tests(log, timeout: float) -> tuple[bool, str]:
     lines = [line.strip() for line in done.stdout.splitlines() if line.strip()]
     last = lines[-1] if lines else (done.stderr.strip().splitlines() or ["no output"])[-1]
     return done.returncode in (0, 5), f"tests ({' '.join(present)}): {last} (exit status {done.returncode})"
+
+
+def _population(log, args, deadline) -> list[str]:
+    """One run of each implementation of the population case P20g (a tenth of its
+    inits with ``--quick``), each in its own process; a line per implementation."""
+    import json
+
+    lines = []
+    for impl, limit in (("nnkit-cuda", 150), ("jax-vmap", 150), ("nnkit-numba", 120)):
+        left = deadline - time.monotonic()
+        if left < 20:
+            lines.append(f"P20g {impl}: not run (the budget is spent)")
+            continue
+        cmd = [sys.executable, "-m", "nnkit.bench.population", "--case", "P20g", "--impl", impl]
+        cmd += ["--inits", "1000"] if args.quick else []
+        log(" ".join(cmd[1:]), screen=False)
+        try:
+            done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=min(limit, left),
+                                  check=False)  # fmt: skip
+        except subprocess.TimeoutExpired:
+            lines.append(f"P20g {impl}: stopped after {min(limit, left):.0f} s")
+            continue
+        log(done.stdout + done.stderr, screen=False)
+        try:
+            row = json.loads(done.stdout.strip().splitlines()[-1])
+        except (IndexError, ValueError):
+            lines.append(f"P20g {impl}: failed (exit status {done.returncode}; see the log)")
+            continue
+        lines.append(f"P20g {impl}: {row['seconds']:.1f} s for {row['init_steps']:,} init-steps, mean final loss "
+                     f"{row['mean_final_loss']:.10g}, {row['converged']} at loss < 1e-10 (target for cuda: < 60 s)")
+    return lines
 
 
 def _text(data) -> str:

@@ -363,8 +363,8 @@ def plot(run_dirs, out, against, labels):
 @main.command()
 @click.option("--case", "case_names", multiple=True, metavar="NAME",
               help="B1, B2 or B3; with --gpu B1g, B2g or B3g (repeatable; default: all three, "
-                   "or none with --custom); or the population study P14, or the analysis case A14 "
-                   "(each on its own).")
+                   "or none with --custom); or the population studies P14 and P20g (k = 20, 10,000 inits: "
+                   "for a GPU, --backends cuda), or the analysis case A14 (each on its own).")
 @click.option("--custom", "customs", multiple=True, metavar="R,n,d,k,steps[,lr]",
               help="A case of the same problem at another size (repeatable).")
 @click.option("--backends", "backend_list", default=None,

@@ -19,7 +19,7 @@ from .base import Backend, BackendError, Fused, Kernel
 
 __all__ = [
     "AUTO_ORDER", "Backend", "BackendError", "BackendInfo", "Fused", "Kernel", "REGISTRY",
-    "get", "names", "packages", "probe", "probe_all", "resolve",
+    "get", "names", "packages", "pickable", "probe", "probe_all", "resolve",
 ]  # fmt: skip
 
 
@@ -100,13 +100,16 @@ def probe_all() -> list[BackendInfo]:
     return [probe(name) for name in REGISTRY]
 
 
+def pickable(name: str) -> bool:
+    """Whether ``auto`` may pick backend ``name`` here: usable, and not one that only
+    runs when asked for by name (the CUDA simulator)."""
+    return probe(name).usable and _automatic(name)
+
+
 def resolve(name: str) -> str:
     """The concrete backend that ``name`` stands for (``auto`` picks the fastest usable)."""
     if name == "auto":
-        for candidate in AUTO_ORDER:
-            if probe(candidate).usable and _automatic(candidate):
-                return candidate
-        return "numpy"
+        return next((candidate for candidate in AUTO_ORDER if pickable(candidate)), "numpy")
     info = probe(name)
     if not info.usable:
         raise BackendError(f"backend {name!r} is unavailable: {info.reason}")

@@ -78,7 +78,7 @@ def make():
 class _CudaPaths:
     """What both the real and the simulated ``cuda`` backend do: a kernel that picks a
     path per model, chunks sized for that path, and a record of the kernels launched
-    (a first launch counts as compiling, see :meth:`CudaKernel._launch`)."""
+    (a first launch counts as compiling, see :meth:`launch`)."""
 
     def __init__(self):
         super().__init__()
@@ -86,6 +86,18 @@ class _CudaPaths:
 
     def kernel(self, model, spec):
         return CudaKernel(model, spec, self)
+
+    def launch(self, kernel, geometry, *args):
+        """``kernel[geometry](*args)``; the first launch of each kernel compiles it, and
+        its time (waited for) counts as the backend's compile time."""
+        if kernel in self.launched:
+            kernel[geometry](*args)
+            return
+        started = time.perf_counter()
+        kernel[geometry](*args)
+        self.synchronize()
+        self.compile_seconds += time.perf_counter() - started
+        self.launched.add(kernel)
 
     def stored_per_sample(self, model, sgd):
         path = _path(model, sgd)
@@ -150,19 +162,6 @@ class CudaKernel(SharedDataKernel):
     def value(self, theta, X, y):
         return self.value_and_grad(theta, X, y)[0]
 
-    def _launch(self, kernel, geometry, *args):
-        """``kernel[geometry](*args)``; the first launch of each kernel compiles it, and
-        its time (waited for) counts as the backend's compile time."""
-        launched = self._backend.launched
-        if kernel in launched:
-            kernel[geometry](*args)
-            return
-        started = time.perf_counter()
-        kernel[geometry](*args)
-        self._backend.synchronize()
-        self._backend.compile_seconds += time.perf_counter() - started
-        launched.add(kernel)
-
     def _dtype(self, theta):
         return "float32" if theta.dtype == self._xp.float32 else "float64"
 
@@ -190,7 +189,7 @@ class CudaKernel(SharedDataKernel):
         loss = xp.empty(R, dtype=theta.dtype)
         grad = xp.empty(theta.shape, dtype=theta.dtype)  # every column is written
         kernel = small.value_and_grad_kernel(self._net, dtype)
-        self._launch(kernel, small.grid(R, self._net), _c(xp, theta), _c(xp, X), _c(xp, y), scale, loss, grad)
+        self._backend.launch(kernel, small.grid(R, self._net), _c(xp, theta), _c(xp, X), _c(xp, y), scale, loss, grad)
         return loss, grad
 
     def _wide_value_and_grad(self, theta, X, y, scale, dtype):
@@ -217,7 +216,7 @@ class CudaKernel(SharedDataKernel):
         gc_part = xp.empty((T, R), dtype=theta.dtype)
         gv_part = xp.empty((T, R, k), dtype=theta.dtype)
         kernel = wide.kernel(k, net.activation, net.slope, net.loss == "logistic", dtype)
-        self._launch(
+        self._backend.launch(
             kernel, wide.grid(R, n, k), xp.reshape(Z, (n, R, k)), v, c, _c(xp, y), scale,
             loss_part, gc_part, gv_part,
         )  # fmt: skip  (Z now holds dZ)
@@ -251,7 +250,7 @@ class CudaKernel(SharedDataKernel):
         norm = xp.full(R, np.nan, dtype=theta.dtype)
         obj = self.spec
         kernel = small.train_kernel(self._net, cfg.dtype, cfg.method)
-        self._launch(
+        self._backend.launch(
             kernel, small.grid(R, self._net), theta, be.asarray(X, theta.dtype), be.asarray(y, theta.dtype),
             dt(obj.scale(X.shape[0])), dt(obj.l2), dt(obj.l1), dt(cfg.lr), dt(cfg.momentum),
             cfg.max_steps, dt(cfg.grad_tol), dt(cfg.loss_target), dt(cfg.max_loss),

@@ -39,7 +39,7 @@ def bench(case_names, customs, backend_list, peers, repeats, scaling_too, gpu, r
     wanted = [n for n in case_names if n in population.POPULATION_CASES]
     if wanted:
         if len(wanted) != len(case_names) or customs or scaling_too:
-            raise UserError("the population cases (P14) run on their own: no other --case, --custom or --scaling")
+            raise UserError("the population cases (P14, P20g) run on their own: no other --case, --custom or --scaling")
         _population(wanted, backend_list, peers, repeats, results_dir, command, echo, echo_err)
         return
     cases = []
@@ -86,8 +86,9 @@ def _population(names, backend_list, peers, repeats, results_dir, command, echo,
     """``nnkit bench --case P14``: whole population studies, nnkit against the peers."""
     from . import population
 
+    case_peers = tuple(dict.fromkeys(p for n in names for p in population.POPULATION_CASES[n].peers))
     impls, notes = population.implementations(
-        [b.strip() for b in (backend_list or "numba").split(",") if b.strip()], peers
+        [b.strip() for b in (backend_list or "numba").split(",") if b.strip()], peers, case_peers
     )
     for note in notes:
         echo_err(f"skipped {note}")

@@ -37,12 +37,19 @@ class PopulationCase:
     lr: float = 0.1
     grad_tol: float = 1e-9
     max_steps: int = 200_000
+    #: the peers timed with ``--peers``
+    peers: tuple[str, ...] = ("numpy-loop", "jax-vmap")
 
     def label(self) -> str:
         return f"{self.name} (R={self.R:,} k=d={self.k} lr={self.lr} to |g| <= {self.grad_tol:g})"
 
 
-POPULATION_CASES = {"P14": PopulationCase("P14", 200, 14)}
+POPULATION_CASES = {
+    "P14": PopulationCase("P14", 200, 14),
+    # the research-scale study's largest k with 10,000 inits, sized for a GPU (the
+    # NumPy loop would take about an hour on a 2-core machine: JAX is its peer)
+    "P20g": PopulationCase("P20g", 10_000, 20, peers=("jax-vmap",)),
+}
 
 
 def problem(case: PopulationCase, seed: int = 0):
@@ -207,7 +214,7 @@ def jax_vmap(case, V):
     return run
 
 
-IMPLS = {"nnkit-numba": nnkit_impl("numba"), "nnkit-numpy": nnkit_impl("numpy"),
+IMPLS = {"nnkit-cuda": nnkit_impl("cuda"), "nnkit-numba": nnkit_impl("numba"), "nnkit-numpy": nnkit_impl("numpy"),
          "numpy-loop": numpy_loop, "jax-vmap": jax_vmap}  # fmt: skip
 #: the module each peer needs
 NEEDS = {"numpy-loop": "numpy", "jax-vmap": "jax"}
@@ -221,20 +228,26 @@ COLUMNS = {
 }  # fmt: skip
 
 
-def implementations(backend_names, with_peers: bool) -> tuple[list[str], list[str]]:
-    """``(impls to run, notes on what was left out and why)`` for the population cases."""
+def implementations(backend_names, with_peers: bool, peers=tuple(NEEDS)) -> tuple[list[str], list[str]]:
+    """``(impls to run, notes on what was left out and why)`` for population cases
+    whose peers are ``peers``."""
     import importlib.util
 
     from ..about import install_hint
 
+    from .. import backends
+
     impls, notes = [], []
     for name in backend_names:
-        if f"nnkit-{name}" in IMPLS:
-            impls.append(f"nnkit-{name}")
+        if f"nnkit-{name}" not in IMPLS:
+            notes.append(f"nnkit-{name}: the population loss runs on cuda, numba and numpy only")
+        elif not backends.pickable(name):  # (the CUDA simulator is no place for timings)
+            notes.append(f"nnkit-{name}: {backends.probe(name).reason or 'only a simulator here'}")
         else:
-            notes.append(f"nnkit-{name}: the population loss runs on numba and numpy only")
+            impls.append(f"nnkit-{name}")
     if with_peers:
-        for peer, module in NEEDS.items():
+        for peer in peers:
+            module = NEEDS[peer]
             if importlib.util.find_spec(module) is None:
                 notes.append(f"{peer}: not installed ({install_hint('bench')})")
             else:

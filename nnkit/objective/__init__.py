@@ -30,7 +30,7 @@ def runs_on(problem: Problem, name: str) -> str:
     if not problem.population or name in PopulationObjective.BACKENDS:
         return name
     if name == "auto":
-        return next(b for b in PopulationObjective.BACKENDS if backends.probe(b).usable)
+        return next(b for b in PopulationObjective.BACKENDS if backends.pickable(b))
     return "numpy"
 
 

@@ -369,13 +369,16 @@ class TeacherStudentPopulation:
 
 class PopulationObjective(Objective):
     """The exact population loss of a problem with a teacher (:class:`Teacher`): the
-    closed form above, batched over the rows of ``theta``; on the ``numba`` backend its
+    closed form above, batched over the rows of ``theta``. On the ``numba`` backend its
     value, gradient and full-batch training run in compiled kernels
-    (:mod:`nnkit.backends.numba_population`), elsewhere with NumPy on the host."""
+    (:mod:`nnkit.backends.numba_population`), on the ``cuda`` backend in Numba-CUDA
+    kernels, a block per init (:mod:`nnkit.backends.cuda_population`; students too
+    large for a block's shared memory are computed on the host), elsewhere with NumPy on
+    the host. Hessians are the closed form's on the host."""
 
-    #: the backends the closed form runs on (others train it on numpy)
-    BACKENDS = ("numba", "numpy")
-    #: the training methods the numba kernel runs whole
+    #: the backends the closed form runs on, fastest first (others train it on numpy)
+    BACKENDS = ("cuda", "numba", "numpy")
+    #: the training methods the kernels run whole
     FUSED_METHODS = ("gd", "momentum", "nesterov")
     #: training hands each thread about this many ranges of inits, one at a time
     RANGES_PER_THREAD = 32
@@ -385,6 +388,15 @@ class PopulationObjective(Objective):
         teacher = problem.teacher
         self.closed_form = TeacherStudentPopulation(problem.model, teacher.V, teacher.b, problem.spec)
         self._compiled = backend.name == "numba"
+        self._gpu = None
+        if backend.name == "cuda":
+            from ..backends import cuda_population
+
+            m = teacher.V.shape[1]
+            if cuda_population.fits(self.closed_form.layout, m):
+                self._gpu = cuda_population
+                self._shape = cuda_population.shape(self.closed_form.layout, m)
+                self._teacher = cuda_population.Teacher(backend, self.closed_form)
 
     def _consts(self):
         cf, lay = self.closed_form, self.closed_form.layout
@@ -395,6 +407,10 @@ class PopulationObjective(Objective):
         )  # fmt: skip
 
     def value_and_grad(self, theta):
+        if self._gpu is not None and theta.dtype == np.float64:
+            return self._gpu.value_and_grad(self.backend, self._shape, self._teacher, theta)
+        if self.backend.name == "cuda":
+            return self._on_host(self.closed_form.value_and_grad, theta)
         if not self._compiled or theta.dtype != np.float64:
             return self.closed_form.value_and_grad(theta)
         from ..backends import numba_population as kernels
@@ -406,16 +422,31 @@ class PopulationObjective(Objective):
         return value, grad
 
     def hessian(self, theta):
+        if self.backend.name == "cuda":
+            return self._on_host(self.closed_form.hessian, theta)
         return self.closed_form.hessian(theta)
 
+    def _on_host(self, fn, theta):
+        """``fn`` of the host copy of a device ``theta``, its results as device arrays."""
+        out = fn(np.asarray(self.backend.to_numpy(theta)))
+        if isinstance(out, tuple):
+            return tuple(self.backend.asarray(a, theta.dtype) for a in out)
+        return self.backend.asarray(out, theta.dtype)
+
     def predict(self, theta, X):
+        if self.backend.name == "cuda":
+            return self._on_host(lambda th: self.closed_form.predict(th, np.asarray(X, th.dtype)), theta)
         return self.closed_form.predict(theta, self.backend.asarray(X, theta.dtype))
 
     def fuses(self, cfg) -> bool:
-        return self._compiled and cfg.method in self.FUSED_METHODS and cfg.history == 0 and cfg.dtype == "float64"
+        fused = self._compiled or self._gpu is not None
+        return fused and cfg.method in self.FUSED_METHODS and cfg.history == 0 and cfg.dtype == "float64"
 
     def train_fused(self, theta0, cfg):
         from ..backends import Fused
+
+        if self._gpu is not None:
+            return self._gpu.train(self.backend, self._shape, self._teacher, theta0, cfg)
         from ..backends import numba_population as kernels
 
         theta = np.array(theta0, dtype=np.float64, order="C")
