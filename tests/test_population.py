@@ -353,7 +353,7 @@ def test_numba_training_matches_the_numpy_loop(method, trained):
 
 
 def test_the_kernels_arctangent_is_atan2_to_rounding():
-    """The polynomial arctangent of the numba kernels (vectorised over lanes) against
+    """The polynomial arctangent of the numba kernels (vectorised over the units) against
     NumPy's atan2 over twelve decades, at 0, pi/2, pi and where both are zero."""
     from nnkit.backends import numba_population as kernels
 
@@ -366,11 +366,10 @@ def test_the_kernels_arctangent_is_atan2_to_rounding():
     np.testing.assert_allclose(out, np.arctan2(s, c), rtol=1e-15, atol=1e-15)
 
 
-def test_numba_training_in_lanes_refills_and_ends_as_the_steps_do():
-    """More inits than lanes, stopping at very different steps (some at max_steps): each
-    lane takes the next init when its own stops, the last ones run in fewer lanes, and
-    every init ends as the numpy loop ends it, and as training step by step through the
-    numba value_and_grad does (the same sums, to rounding)."""
+def test_numba_training_in_ranges_ends_as_the_steps_do():
+    """Inits in many ranges shared by the threads, stopping at very different steps
+    (some at max_steps): every init ends as the numpy loop ends it, and as training step
+    by step through the numba value_and_grad does (the same sums, to rounding)."""
     import dataclasses
 
     rng = np.random.default_rng(8)

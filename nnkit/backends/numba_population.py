@@ -3,13 +3,14 @@ Numba kernels: its value and gradient, and all of full-batch training, one init 
 time per thread.
 
 Per init and step the work is ``O(k (k + k*) d)`` and the memory ``O(P + (k + k*) d)``:
-the student units and the teacher's sit side by side as the ``J`` columns of one
-matrix (zero columns pad ``J`` to a multiple of :data:`PAD`, zero coordinates ``d`` to
-one of four), and for each student unit ``w_i`` one pass over the columns takes the dot products, the projections ``|u| cos t``
-and ``|P_w u| = |u| sin t`` (from ``|u|^2 - proj^2`` where that loses no digits, else,
-nearly parallel or opposite, from the residual ``u - proj wh`` itself, as in the NumPy
-closed form), the angle and the terms of the loss and the gradient. No ``(k, m, d)``
-array exists. The formulas are those of the closed form:
+the student units and the teacher's sit side by side as the ``J`` columns of one matrix
+(zero columns pad ``J`` to a multiple of :data:`PAD`, zero coordinates ``d`` to one of
+four), and for each student unit ``w_i`` one pass over the columns takes the dot
+products (four coordinates a pass), the projections ``|u| cos t`` and ``|P_w u| = |u|
+sin t`` (from ``|u|^2 - proj^2`` where that loses no digits, else, nearly parallel or
+opposite, from the residual ``u - proj wh`` itself, as in the NumPy closed form), the
+angle and the terms of the loss and the gradient. No ``(k, m, d)`` array exists. The
+formulas are those of the closed form:
 
     K(w, u) = (|w| |P_w u| + (pi - t) w.u) / (2 pi),   G(w, u) = (|P_w u| wh + (pi - t) u) / (2 pi)
     L = a^T K(W, W) a - 2 a^T K(W, V) b + b^T K(V, V) b
@@ -25,9 +26,12 @@ the working set of an init (a few KB) stays in the L1 cache. Inits stop at very
 different steps (case P14: median 6,200, slowest 18,300); one init at a time, a slow
 init costs its own steps and no more, and threads share the inits in small ranges
 handed to whichever is free. The earlier kernel took 64 inits side by side as SIMD
-lanes: on P14 it was no faster per init-step (2.5 against 2.1 us) and its last
-few slow inits ran at a few lanes, 20 us an init-step. ``value_and_grad`` goes
-through the very same function as training, so that a training step by step ends
+lanes: on P14 it was no faster per init-step (2.5 against 2.1 us) and its last few
+slow inits ran at a few lanes, 20 us an init-step. Taking the student pairs once (the
+dot products and angles are symmetric) ran slower as written: the loops then start at
+a unit's own column, and with the extra stores the compiler no longer vectorised them.
+``value_and_grad`` goes through the very same function as training (inlined, with the
+same compiler flags and buffers of its own), so that a training step by step ends
 where the fused one ends.
 """
 
