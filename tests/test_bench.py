@@ -90,7 +90,7 @@ def test_float32_agrees_with_the_float32_reference_to_its_own_tolerance():
 def test_cli_unknown_case_is_one_line():
     result = CliRunner().invoke(main, ["bench", "--case", "B9"])
     assert result.exit_code == 2
-    assert result.stderr.strip() == "Error: unknown case 'B9' (expected one of B1, B2, B3, P14, A14)"
+    assert result.stderr.strip() == "Error: unknown case 'B9' (expected one of B1, B2, B3, P14, P20g, A14)"
 
 
 def test_a_failing_implementation_is_reported_not_fatal():

@@ -236,14 +236,27 @@ def test_asking_another_backend_for_a_population_run_is_warned_about(tmp_path):
     path = tmp_path / "pop.toml"
     path.write_text(textwrap.dedent(POPULATION).replace("enabled = true", "enabled = false"))
     done = CliRunner().invoke(main, ["run", str(path), "--results", str(tmp_path / "r"), "-q",
-                                     "--backend", "cuda", "--inits", "2", "--set", "train.max_steps=5"])  # fmt: skip
+                                     "--backend", "cupy", "--inits", "2", "--set", "train.max_steps=5"])  # fmt: skip
     assert done.exit_code == 0, done.output
     warnings = [line for line in done.stderr.splitlines() if line.startswith("warning:") and "backend" in line]
-    assert len(warnings) == 1 and "numpy" in warnings[0] and "cuda" in warnings[0]
+    assert len(warnings) == 1 and "numpy" in warnings[0] and "cupy" in warnings[0]
     assert nnkit.load(done.stdout.strip()).meta["backend"] == "numpy"
     quiet = CliRunner().invoke(main, ["run", str(path), "--results", str(tmp_path / "r"), "-q", "--inits", "2",
                                       "--set", "train.max_steps=5"])  # fmt: skip
     assert quiet.exit_code == 0 and "backend" not in quiet.stderr  # auto: nothing was overridden
+
+
+def test_a_population_run_asked_for_on_cuda_runs_there(tmp_path):
+    """The population loss has kernels of its own on the cuda backend (here the CUDA
+    simulator): no warning, and the run records cuda."""
+    path = tmp_path / "pop.toml"
+    path.write_text(textwrap.dedent(POPULATION).replace("enabled = true", "enabled = false"))
+    done = CliRunner().invoke(main, ["run", str(path), "--results", str(tmp_path / "r"), "-q",
+                                     "--backend", "cuda", "--inits", "2", "--set", "train.max_steps=5"])  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert not [line for line in done.stderr.splitlines() if line.startswith("warning:") and "backend" in line]
+    run = nnkit.load(done.stdout.strip())
+    assert run.meta["backend"] == "cuda" and list(run.runs["steps"]) == [5, 5]
 
 
 @pytest.mark.parametrize("change, message", [
