@@ -4,9 +4,8 @@ time per thread.
 
 Per init and step the work is ``O(k (k + k*) d)`` and the memory ``O(P + (k + k*) d)``:
 the student units and the teacher's sit side by side as the ``J`` columns of one matrix
-(zero columns pad ``J`` to a multiple of :data:`PAD`, zero coordinates ``d`` to one of
-four), and for each student unit ``w_i`` one pass over the columns takes the dot
-products (four coordinates a pass), the projections ``|u| cos t`` and ``|P_w u| = |u|
+(zero columns pad ``J`` to a multiple of :data:`PAD`), and for each student unit
+``w_i`` one pass over the columns takes the dot products (four coordinates a pass), the projections ``|u| cos t`` and ``|P_w u| = |u|
 sin t`` (from ``|u|^2 - proj^2`` where that loses no digits, else, nearly parallel or
 opposite, from the residual ``u - proj wh`` itself, as in the NumPy closed form), the
 angle and the terms of the loss and the gradient. No ``(k, m, d)`` array exists. The
@@ -113,8 +112,7 @@ def scratch(d, k, Vt, b):
     compiler sees they do not overlap and vectorises)."""
     m = Vt.shape[0]
     J = -(-(k + m) // PAD) * PAD
-    dp = -(-d // 4) * 4  # zero coordinates pad d to a multiple of four
-    U, UT = np.zeros((J, dp)), np.zeros((dp, J))  # every unit as a row, and as a column
+    U, UT = np.zeros((J, d)), np.zeros((d, J))  # every unit as a row, and as a column
     nu2, cs, ct, live = np.zeros(J), np.zeros(J), np.zeros(J), np.zeros(J)
     for mm in range(m):
         for a in range(d):
@@ -132,7 +130,8 @@ def loss_grad(w, g, d, k, trained, out_value, teacher_norm, scale, mask, l2, l1,
     (``w[a k + i]`` the weight of input ``a`` into unit ``i``, then the trained output
     weights); ``s`` the scratch of :func:`scratch` (the teacher is in it)."""
     U, UT, nu2, cs, ct, live, dot, proj, npp, co, near = s
-    dp, J = UT.shape
+    J = UT.shape[1]
+    d4 = d - d % 4
     # the students into the first k columns: norms, and output weights as the columns'
     # coefficients (the teacher's, -b, are in ct)
     for i in range(k):
@@ -146,14 +145,18 @@ def loss_grad(w, g, d, k, trained, out_value, teacher_norm, scale, mask, l2, l1,
         cs[i] = w[d * k + i] if trained else out_value
     value = teacher_norm
     for i in range(k):
-        # four coordinates a pass: one store of dot[j] for four products
-        x0, x1, x2, x3 = U[i, 0], U[i, 1], U[i, 2], U[i, 3]
+        # four coordinates a pass (one store of dot[j] for four products), then those
+        # left over one at a time
         for j in range(J):
-            dot[j] = x0 * UT[0, j] + x1 * UT[1, j] + x2 * UT[2, j] + x3 * UT[3, j]
-        for a in range(4, dp, 4):
+            dot[j] = 0.0
+        for a in range(0, d4, 4):
             x0, x1, x2, x3 = U[i, a], U[i, a + 1], U[i, a + 2], U[i, a + 3]
             for j in range(J):
                 dot[j] += x0 * UT[a, j] + x1 * UT[a + 1, j] + x2 * UT[a + 2, j] + x3 * UT[a + 3, j]
+        for a in range(d4, d):
+            x0 = U[i, a]
+            for j in range(J):
+                dot[j] += x0 * UT[a, j]
         nai = math.sqrt(nu2[i])
         invi = 1.0 / nai if nai > 0.0 else 0.0
         any_near = False
@@ -189,7 +192,7 @@ def loss_grad(w, g, d, k, trained, out_value, teacher_norm, scale, mask, l2, l1,
         ai = cs[i]
         value += ai * (Ka - 2.0 * Tb)
         f = scale * 2.0 * ai * live[i]
-        for a in range(0, d, 4):  # four coordinates of D_i = sum_j co_j u_j a pass
+        for a in range(0, d4, 4):  # four coordinates of D_i = sum_j co_j u_j a pass
             D0 = D1 = D2 = D3 = 0.0
             for j in range(J):
                 c = co[j]
@@ -197,9 +200,15 @@ def loss_grad(w, g, d, k, trained, out_value, teacher_norm, scale, mask, l2, l1,
                 D1 += c * UT[a + 1, j]
                 D2 += c * UT[a + 2, j]
                 D3 += c * UT[a + 3, j]
-            for e, D in enumerate((D0, D1, D2, D3)):
-                if a + e < d:
-                    g[(a + e) * k + i] = f * (D + cw * U[i, a + e] * invi)
+            g[a * k + i] = f * (D0 + cw * U[i, a] * invi)
+            g[(a + 1) * k + i] = f * (D1 + cw * U[i, a + 1] * invi)
+            g[(a + 2) * k + i] = f * (D2 + cw * U[i, a + 2] * invi)
+            g[(a + 3) * k + i] = f * (D3 + cw * U[i, a + 3] * invi)
+        for a in range(d4, d):
+            D0 = 0.0
+            for j in range(J):
+                D0 += co[j] * UT[a, j]
+            g[a * k + i] = f * (D0 + cw * U[i, a] * invi)
         if trained:
             g[d * k + i] = scale * 2.0 * (Ka - Tb)
     value *= scale
