@@ -35,16 +35,15 @@ import numpy as np
 
 from nnkit.core.stops import Stop
 
+from . import _shared
 from ._target import cuda
 
-RUNNING, CONVERGED, TARGET = int(Stop.RUNNING), int(Stop.CONVERGED), int(Stop.TARGET)
-MAX_STEPS, DIVERGED = int(Stop.MAX_STEPS), int(Stop.DIVERGED)
+RUNNING = int(Stop.RUNNING)
 METHODS = ("gd", "momentum", "nesterov")
 #: groups (student units handled side by side) per block, at most
 GROUPS = 8
 #: static shared memory a block may use
 SHARED_BYTES = 48 * 1024
-_FULL_MASK = 0xFFFFFFFF
 _INV_2PI = 1.0 / (2.0 * math.pi)
 
 
@@ -97,14 +96,7 @@ def _device_functions(shape: Shape):
     ROUNDS = -(-K // NG)  # every group takes the same number of rows (uniform shuffles)
     TRAINED, OUT_VALUE = shape.trained, float(shape.out_value)
 
-    @cuda.jit(device=True)
-    def group_sum(x):
-        """Sum of ``x`` over the G lanes of the group, the same in every lane."""
-        m = G // 2
-        while m > 0:
-            x += cuda.shfl_xor_sync(_FULL_MASK, x, m)
-            m //= 2
-        return x
+    group_sum = _shared.group_sum(G)
 
     @cuda.jit(device=True)
     def load(theta, r, Vt, b, UT, cs, ct):
@@ -283,14 +275,7 @@ def train_kernel(shape: Shape, method: str):
                 for q in range(NG):
                     total += part[q]
                 norm = math.sqrt(total)
-                finite = math.isfinite(value) and math.isfinite(norm)
-                code = MAX_STEPS if t == max_steps else RUNNING
-                if finite and value <= loss_target:
-                    code = TARGET
-                if grad_tol > 0.0 and finite and norm <= grad_tol:
-                    code = CONVERGED
-                if not finite or value > max_loss:
-                    code = DIVERGED
+                code = _shared.stop_code(t, max_steps, value, norm, loss_target, grad_tol, max_loss)
                 stop[0] = code
                 if code != RUNNING:
                     status[r] = code

@@ -34,11 +34,11 @@ import numpy as np
 from nnkit.core.stops import Stop
 
 from . import pointwise
+from . import _shared
 from ._target import cuda
 
-#: the status codes the training kernel writes, as plain integers for the compiler
-RUNNING, CONVERGED, TARGET = int(Stop.RUNNING), int(Stop.CONVERGED), int(Stop.TARGET)
-MAX_STEPS, DIVERGED = int(Stop.MAX_STEPS), int(Stop.DIVERGED)
+#: the code of a running init, as a plain integer for the compiler
+RUNNING = int(Stop.RUNNING)
 
 #: threads per block (at most), a multiple of 32
 BLOCK = 128
@@ -47,7 +47,6 @@ UNIT_BUDGET = 40
 #: rows of one shared-memory tile of samples hold at most this many numbers
 TILE_NUMBERS = 2048
 METHODS = ("gd", "momentum", "nesterov")
-_FULL_MASK = 0xFFFFFFFF
 
 
 @dataclass(frozen=True)
@@ -128,14 +127,7 @@ def _device_functions(net: Net, dtype: str):
     HB, OT, OB, RB = net.hidden_bias, net.out_trained, net.out_bias, net.regularize_bias
     W0, B0, V0, C0 = net.offsets()
 
-    @cuda.jit(device=True)
-    def group_sum(x):
-        """Sum of ``x`` over the G lanes of the group, the same in every lane."""
-        m = G // 2
-        while m > 0:
-            x += cuda.shfl_xor_sync(_FULL_MASK, x, m)
-            m //= 2
-        return x
+    group_sum = _shared.group_sum(G)
 
     @cuda.jit(device=True)
     def slot(q, lane):
@@ -310,14 +302,7 @@ def train_kernel(net: Net, dtype: str, method: str):
                     part += g[q] * g[q]
             norm = math.sqrt(group_sum(part))
             if running:
-                finite = math.isfinite(value) and math.isfinite(norm)
-                code = MAX_STEPS if t == max_steps else RUNNING
-                if finite and value <= loss_target:
-                    code = TARGET
-                if grad_tol > ZERO and finite and norm <= grad_tol:
-                    code = CONVERGED
-                if not finite or value > max_loss:
-                    code = DIVERGED
+                code = _shared.stop_code(t, max_steps, value, norm, loss_target, grad_tol, max_loss)
                 if code != RUNNING:
                     running = False
                     if lane == 0:

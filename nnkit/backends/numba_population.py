@@ -41,9 +41,10 @@ import math
 import numpy as np
 from numba import njit
 
-from ..core.stops import Stop
+from ..core import stops
 
-_CONVERGED, _TARGET, _MAX_STEPS, _DIVERGED = (int(s) for s in (Stop.CONVERGED, Stop.TARGET, Stop.MAX_STEPS, Stop.DIVERGED))
+_stop_code = njit(inline="always", error_model="numpy")(stops.stop_code)
+_RUNNING = int(stops.Stop.RUNNING)
 _INV_2PI = 1.0 / (2.0 * math.pi)
 #: sums may be reordered (vectorised); nothing assumes finite values, so a diverging
 #: init still reads as NaN or inf
@@ -255,15 +256,8 @@ def train(TH, d, k, trained, out_value, Vt, b, teacher_norm, scale, mask, l2, l1
             for p in range(P):
                 nq += g[p] * g[p]
             nq = math.sqrt(nq)
-            finite = math.isfinite(v) and math.isfinite(nq)
-            code = _MAX_STEPS if t == max_steps else 0
-            if finite and v <= loss_target:
-                code = _TARGET
-            if grad_tol > 0 and finite and nq <= grad_tol:
-                code = _CONVERGED
-            if not finite or v > max_loss:
-                code = _DIVERGED
-            if code != 0:
+            code = _stop_code(t, max_steps, v, nq, loss_target, grad_tol, max_loss)
+            if code != _RUNNING:
                 status[r], steps[r], loss_out[r], gn_out[r] = code, t, v, nq
                 TH[r] = w
                 break

@@ -9,6 +9,7 @@ tolerance, ``DIVERGED`` when a value is not finite or the loss exceeds the bound
 
 from __future__ import annotations
 
+import math
 from enum import IntEnum
 
 import numpy as np
@@ -40,3 +41,21 @@ def labels(codes) -> np.ndarray:
     if codes.size and not ((codes >= Stop.CONVERGED) & (codes <= Stop.DIVERGED)).all():
         raise ValueError(f"stop codes must be {int(Stop.CONVERGED)}..{int(Stop.DIVERGED)}, got {sorted(set(codes.tolist()))}")
     return np.asarray(STATUSES)[codes - 1]
+
+
+_RUNNING, _CONVERGED, _TARGET, _MAX_STEPS, _DIVERGED = (int(code) for code in Stop)
+
+
+def stop_code(t, max_steps, value, norm, loss_target, grad_tol, max_loss):
+    """The code of an init whose objective is ``value`` and gradient norm ``norm`` after
+    ``t`` steps, by the rules above (``RUNNING``: take another step). Plain Python, so
+    that each fused kernel compiles the very same rules for its target."""
+    finite = math.isfinite(value) and math.isfinite(norm)
+    code = _MAX_STEPS if t == max_steps else _RUNNING
+    if finite and value <= loss_target:
+        code = _TARGET
+    if grad_tol > 0 and finite and norm <= grad_tol:
+        code = _CONVERGED
+    if not finite or value > max_loss:
+        code = _DIVERGED
+    return code
