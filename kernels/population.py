@@ -4,8 +4,9 @@ init.
 
 The block keeps its init in shared memory from the first step to the last: the
 student units ``w_i`` (the first ``K`` columns of ``UT (D, J)``), the teacher's units
-beside them (columns ``K..J-1``, loaded once), the output weights as the columns'
-coefficients ``cs`` (students) and ``ct`` (teacher, ``b``), and the gradient. One
+beside them (columns ``K..J-1``, loaded once), per column (``cols (4, J)``) the output
+weights as the coefficients ``cs`` (students) and ``ct`` (teacher, ``b``), the squared
+norms and whether the unit is alive, and the gradient. One
 evaluation is three phases with a barrier between them (the formulas are those of the
 closed form and of the CPU kernel, :mod:`nnkit.backends.numba_population`):
 
@@ -99,8 +100,9 @@ def _device_functions(shape: Shape):
     group_sum = _shared.group_sum(G)
 
     @cuda.jit(device=True)
-    def load(theta, r, Vt, b, UT, cs, ct):
+    def load(theta, r, Vt, b, UT, cols):
         """Init ``r`` of ``theta`` and the teacher into the block's shared arrays."""
+        cs, ct = cols[0], cols[1]
         for e in range(cuda.threadIdx.x, D * J, cuda.blockDim.x):
             a, j = e // J, e % J
             UT[a, j] = theta[r, a * K + j] if j < K else Vt[j - K, a]
@@ -113,9 +115,10 @@ def _device_functions(shape: Shape):
                 ct[j] = b[j - K]
 
     @cuda.jit(device=True)
-    def evaluate(UT, cs, ct, nu2, live, co, rows, g, teacher_norm, scale, mask, l2, l1):
+    def evaluate(UT, cols, co, rows, g, teacher_norm, scale, mask, l2, l1):
         """The objective (returned in thread 0) and its gradient into ``g``. Every
         thread of the block must call it (barriers)."""
+        cs, ct, nu2, live = cols[0], cols[1], cols[2], cols[3]
         tid = cuda.threadIdx.x
         lane, grp = tid % G, tid // G
         cuda.syncthreads()  # the parameters are in place
@@ -212,15 +215,12 @@ def value_and_grad_kernel(shape: Shape):
     def kernel(theta, Vt, b, teacher_norm, scale, mask, l2, l1, value, grad):
         r = cuda.blockIdx.x
         UT = cuda.shared.array((D, J), f8)
-        cs = cuda.shared.array(J, f8)
-        ct = cuda.shared.array(J, f8)
-        nu2 = cuda.shared.array(J, f8)
-        live = cuda.shared.array(J, f8)
+        cols = cuda.shared.array((4, J), f8)
         co = cuda.shared.array((K, J), f8)
         rows = cuda.shared.array((3, K), f8)
         g = cuda.shared.array(P, f8)
-        load(theta, r, Vt, b, UT, cs, ct)
-        v = evaluate(UT, cs, ct, nu2, live, co, rows, g, teacher_norm, scale, mask, l2, l1)
+        load(theta, r, Vt, b, UT, cols)
+        v = evaluate(UT, cols, co, rows, g, teacher_norm, scale, mask, l2, l1)
         for e in range(cuda.threadIdx.x, P, cuda.blockDim.x):
             grad[r, e] = g[e]
         if cuda.threadIdx.x == 0:
@@ -248,21 +248,18 @@ def train_kernel(shape: Shape, method: str):
         r = cuda.blockIdx.x
         tid = cuda.threadIdx.x
         UT = cuda.shared.array((D, J), f8)
-        cs = cuda.shared.array(J, f8)
-        ct = cuda.shared.array(J, f8)
-        nu2 = cuda.shared.array(J, f8)
-        live = cuda.shared.array(J, f8)
+        cols = cuda.shared.array((4, J), f8)
         co = cuda.shared.array((K, J), f8)
         rows = cuda.shared.array((3, K), f8)
         g = cuda.shared.array(P, f8)
         buf = cuda.shared.array(NB, f8)
         part = cuda.shared.array(NG, f8)
         stop = cuda.shared.array(1, np.int64)
-        load(theta, r, Vt, b, UT, cs, ct)
+        load(theta, r, Vt, b, UT, cols)
         for e in range(tid, NB, cuda.blockDim.x):
             buf[e] = 0.0
         for t in range(max_steps + 1):
-            value = evaluate(UT, cs, ct, nu2, live, co, rows, g, teacher_norm, scale, mask, l2, l1)
+            value = evaluate(UT, cols, co, rows, g, teacher_norm, scale, mask, l2, l1)
             s = 0.0
             for e in range(tid, P, cuda.blockDim.x):
                 s += g[e] * g[e]
@@ -295,9 +292,9 @@ def train_kernel(shape: Shape, method: str):
                 if e < DK:
                     UT[e // K, e % K] -= lr * delta
                 else:
-                    cs[e - DK] -= lr * delta
+                    cols[0, e - DK] -= lr * delta
         cuda.syncthreads()  # the last update is in
         for e in range(tid, P, cuda.blockDim.x):
-            theta[r, e] = UT[e // K, e % K] if e < DK else cs[e - DK]
+            theta[r, e] = UT[e // K, e % K] if e < DK else cols[0, e - DK]
 
     return kernel
