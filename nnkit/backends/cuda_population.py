@@ -26,7 +26,7 @@ def fits(layout, m: int) -> bool:
     return kernels.fits(shape(layout, m))
 
 
-class Teacher:
+class DeviceTeacher:
     """The teacher and the objective's constants, on the device once."""
 
     def __init__(self, backend, closed_form):
@@ -39,7 +39,7 @@ class Teacher:
         self.penalty = (f8(spec.l2), f8(spec.l1))
 
 
-def value_and_grad(backend, shp, teacher: Teacher, theta):
+def value_and_grad(backend, shp, teacher: DeviceTeacher, theta):
     """Objective ``(R,)`` and gradient ``(R, P)`` of the array ``theta (R, P)`` of the
     ``cuda`` ``backend`` (float64), as its arrays."""
     xp = backend.xp
@@ -57,7 +57,7 @@ def value_and_grad(backend, shp, teacher: Teacher, theta):
     return value, grad
 
 
-def train(backend, shp, teacher: Teacher, theta0, cfg) -> Fused:
+def train(backend, shp, teacher: DeviceTeacher, theta0, cfg) -> Fused:
     """All of training with ``cfg`` from host ``theta0 (R, P)``, one launch."""
     xp = backend.xp
     f8 = np.float64

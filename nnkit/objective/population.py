@@ -388,15 +388,18 @@ class PopulationObjective(Objective):
         teacher = problem.teacher
         self.closed_form = TeacherStudentPopulation(problem.model, teacher.V, teacher.b, problem.spec)
         self._compiled = backend.name == "numba"
+        # the cuda backend's arrays live on the GPU: what its kernels do not compute,
+        # the closed form computes on a host copy
+        self._on_device = backend.name == "cuda"
         self._gpu = None
-        if backend.name == "cuda":
+        if self._on_device:
             from ..backends import cuda_population
 
             m = teacher.V.shape[1]
             if cuda_population.fits(self.closed_form.layout, m):
                 self._gpu = cuda_population
                 self._shape = cuda_population.shape(self.closed_form.layout, m)
-                self._teacher = cuda_population.Teacher(backend, self.closed_form)
+                self._teacher = cuda_population.DeviceTeacher(backend, self.closed_form)
 
     def _consts(self):
         cf, lay = self.closed_form, self.closed_form.layout
@@ -409,7 +412,7 @@ class PopulationObjective(Objective):
     def value_and_grad(self, theta):
         if self._gpu is not None and theta.dtype == np.float64:
             return self._gpu.value_and_grad(self.backend, self._shape, self._teacher, theta)
-        if self.backend.name == "cuda":
+        if self._on_device:
             return self._on_host(self.closed_form.value_and_grad, theta)
         if not self._compiled or theta.dtype != np.float64:
             return self.closed_form.value_and_grad(theta)
@@ -422,7 +425,7 @@ class PopulationObjective(Objective):
         return value, grad
 
     def hessian(self, theta):
-        if self.backend.name == "cuda":
+        if self._on_device:
             return self._on_host(self.closed_form.hessian, theta)
         return self.closed_form.hessian(theta)
 
@@ -434,7 +437,7 @@ class PopulationObjective(Objective):
         return self.backend.asarray(out, theta.dtype)
 
     def predict(self, theta, X):
-        if self.backend.name == "cuda":
+        if self._on_device:
             return self._on_host(lambda th: self.closed_form.predict(th, np.asarray(X, th.dtype)), theta)
         return self.closed_form.predict(theta, self.backend.asarray(X, theta.dtype))
 
@@ -443,10 +446,9 @@ class PopulationObjective(Objective):
         return fused and cfg.method in self.FUSED_METHODS and cfg.history == 0 and cfg.dtype == "float64"
 
     def train_fused(self, theta0, cfg):
-        from ..backends import Fused
-
         if self._gpu is not None:
             return self._gpu.train(self.backend, self._shape, self._teacher, theta0, cfg)
+        from ..backends import Fused
         from ..backends import numba_population as kernels
 
         theta = np.array(theta0, dtype=np.float64, order="C")
