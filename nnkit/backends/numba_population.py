@@ -5,10 +5,11 @@ time per thread.
 Per init and step the work is ``O(k (k + k*) d)`` and the memory ``O(P + (k + k*) d)``:
 the student units and the teacher's sit side by side as the ``J`` columns of one matrix
 (zero columns pad ``J`` to a multiple of :data:`PAD`), and for each student unit
-``w_i`` one pass over the columns takes the dot products (four coordinates a pass), the projections ``|u| cos t`` and ``|P_w u| = |u|
-sin t`` (from ``|u|^2 - proj^2`` where that loses no digits, else, nearly parallel or
-opposite, from the residual ``u - proj wh`` itself, as in the NumPy closed form), the
-angle and the terms of the loss and the gradient. No ``(k, m, d)`` array exists. The
+``w_i`` one pass over the columns takes the dot products (four coordinates a pass),
+the projections ``|u| cos t`` and ``|P_w u| = |u| sin t`` (from ``|u|^2 - proj^2``
+where that loses no digits, else, nearly parallel or opposite, from the residual
+``u - proj wh`` itself, as in the NumPy closed form), the angle and the terms of the
+loss and the gradient. No ``(k, m, d)`` array exists. The
 formulas are those of the closed form:
 
     K(w, u) = (|w| |P_w u| + (pi - t) w.u) / (2 pi),   G(w, u) = (|P_w u| wh + (pi - t) u) / (2 pi)
@@ -134,7 +135,7 @@ def loss_grad(w, g, d, k, trained, out_value, teacher_norm, scale, mask, l2, l1,
     J = UT.shape[1]
     d4 = d - d % 4
     # the students into the first k columns: norms, and output weights as the columns'
-    # coefficients (the teacher's, -b, are in ct)
+    # coefficients cs (the teacher's b are in ct, and enter with a minus sign)
     for i in range(k):
         n2 = 0.0
         for a in range(d):
